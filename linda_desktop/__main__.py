@@ -1,0 +1,3 @@
+from linda_desktop.cli import main
+
+raise SystemExit(main())

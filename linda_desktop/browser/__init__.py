@@ -1,0 +1,1 @@
+"""Playwright side: find a browser, drive WhatsApp Web. No Qt."""

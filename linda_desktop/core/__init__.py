@@ -1,0 +1,1 @@
+"""Qt-free core: event vocabulary, errors, atomic files, settings and the SessionService."""

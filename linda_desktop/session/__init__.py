@@ -1,0 +1,1 @@
+"""Pure file work on the Chromium profile: validation, backups, keys, state. No Qt, no Playwright."""
