@@ -8,14 +8,27 @@ the session") for the on-disk layout this module relies on.
 from __future__ import annotations
 
 import errno
+import json
+import logging
 import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
-from linda_desktop.core.atomic import fsync_dir
-from linda_desktop.core.errors import StorageError
+from linda_desktop.core.atomic import atomic_write_json, fsync_dir
+from linda_desktop.core.errors import ProfileInUse, StorageError
 from linda_desktop.paths import ensure_private_dir
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
@@ -196,3 +209,522 @@ def _storage_error(what: str, exc: OSError) -> StorageError:
         return StorageError(f"{what}: the disk is full", "Free some disk space and try again")
     return StorageError(f"{what}: {exc.strerror or exc}", "Check that the data folder is writable")
 
+
+
+# --------------------------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------------------------
+
+NO_SESSION = "no WhatsApp session in this profile"
+
+
+@dataclass
+class ProfileReport:
+    """What ``validate_profile`` found. ``ok``: a launch can be expected to come up with the session."""
+
+    exists: bool
+    has_session: bool
+    ok: bool
+    problems: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_MANIFEST_RE = re.compile(r"^MANIFEST-[0-9]+$")
+_TABLE_RE = re.compile(r"^([0-9]+)\.(ldb|sst)$")
+_BLOCK = 32768
+_HEADER = 7
+# LevelDB VersionEdit tags (db/version_edit.cc).
+_TAG_COMPARATOR, _TAG_LOG, _TAG_NEXT, _TAG_SEQ, _TAG_COMPACT = 1, 2, 3, 4, 5
+_TAG_DELETED, _TAG_NEW, _TAG_PREV_LOG = 6, 7, 9
+_CRC_CHECK_LIMIT = 2 * 1024 * 1024  # pure-Python CRC32C: only for manifests below this size
+
+
+def _crc32c_table() -> list[int]:
+    table = []
+    for i in range(256):
+        crc = i
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+        table.append(crc)
+    return table
+
+
+_CRC_TABLE = _crc32c_table()
+
+
+def _crc32c(data: bytes, crc: int = 0) -> int:
+    crc ^= 0xFFFFFFFF
+    table = _CRC_TABLE
+    for byte in data:
+        crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def _unmask_crc(masked: int) -> int:
+    rot = (masked - 0xA282EAD8) & 0xFFFFFFFF
+    return ((rot >> 17) | (rot << 15)) & 0xFFFFFFFF
+
+
+class _Corrupt(Exception):
+    pass
+
+
+def _log_records(data: bytes, check_crc: bool) -> list[bytes]:
+    """Split a LevelDB log file (the MANIFEST format) into records; raise _Corrupt on bad framing."""
+    records: list[bytes] = []
+    pending: bytearray | None = None
+    pos = 0
+    size = len(data)
+    while pos < size:
+        left_in_block = _BLOCK - (pos % _BLOCK)
+        if left_in_block < _HEADER:
+            pos += left_in_block  # block trailer (zero padding)
+            continue
+        if size - pos < _HEADER:
+            raise _Corrupt("truncated record header")
+        masked = int.from_bytes(data[pos:pos + 4], "little")
+        length = int.from_bytes(data[pos + 4:pos + 6], "little")
+        rtype = data[pos + 6]
+        if rtype == 0 and length == 0:
+            # Zero-filled tail (pre-allocated space): nothing more was written.
+            if any(data[pos:]):
+                raise _Corrupt("garbage after zero record")
+            break
+        if _HEADER + length > left_in_block:
+            raise _Corrupt("record crosses a block boundary")
+        if pos + _HEADER + length > size:
+            raise _Corrupt("truncated record")
+        payload = data[pos + _HEADER:pos + _HEADER + length]
+        if check_crc and _unmask_crc(masked) != _crc32c(bytes([rtype]) + payload):
+            raise _Corrupt("checksum mismatch")
+        pos += _HEADER + length
+        if rtype == 1:  # FULL
+            if pending is not None:
+                raise _Corrupt("unfinished fragmented record")
+            records.append(payload)
+        elif rtype == 2:  # FIRST
+            if pending is not None:
+                raise _Corrupt("unfinished fragmented record")
+            pending = bytearray(payload)
+        elif rtype == 3:  # MIDDLE
+            if pending is None:
+                raise _Corrupt("stray middle fragment")
+            pending += payload
+        elif rtype == 4:  # LAST
+            if pending is None:
+                raise _Corrupt("stray last fragment")
+            pending += payload
+            records.append(bytes(pending))
+            pending = None
+        else:
+            raise _Corrupt(f"unknown record type {rtype}")
+    if pending is not None:
+        raise _Corrupt("truncated fragmented record")
+    return records
+
+
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if pos >= len(buf) or shift > 63:
+            raise _Corrupt("bad varint")
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
+
+
+def _slice(buf: bytes, pos: int) -> tuple[bytes, int]:
+    length, pos = _varint(buf, pos)
+    if pos + length > len(buf):
+        raise _Corrupt("bad length-prefixed field")
+    return buf[pos:pos + length], pos + length
+
+
+def _live_tables(records: list[bytes]) -> dict[int, int]:
+    """Replay the manifest's version edits: table number -> size of every table still in use."""
+    live: dict[tuple[int, int], int] = {}
+    for rec in records:
+        pos = 0
+        while pos < len(rec):
+            tag, pos = _varint(rec, pos)
+            if tag == _TAG_COMPARATOR:
+                _, pos = _slice(rec, pos)
+            elif tag in (_TAG_LOG, _TAG_NEXT, _TAG_SEQ, _TAG_PREV_LOG):
+                _, pos = _varint(rec, pos)
+            elif tag == _TAG_COMPACT:
+                _, pos = _varint(rec, pos)
+                _, pos = _slice(rec, pos)
+            elif tag == _TAG_DELETED:
+                level, pos = _varint(rec, pos)
+                number, pos = _varint(rec, pos)
+                live.pop((level, number), None)
+            elif tag == _TAG_NEW:
+                level, pos = _varint(rec, pos)
+                number, pos = _varint(rec, pos)
+                fsize, pos = _varint(rec, pos)
+                _, pos = _slice(rec, pos)
+                _, pos = _slice(rec, pos)
+                live[(level, number)] = fsize
+            else:
+                raise _Corrupt(f"unknown version edit tag {tag}")
+    return {number: fsize for (_, number), fsize in live.items()}
+
+
+def _check_leveldb(store: Path, label: str) -> list[str]:
+    """Structural checks of one LevelDB folder; returns problems (empty when sound)."""
+    if not store.is_dir():
+        return [f"{label}: missing"]
+    problems: list[str] = []
+    current = store / "CURRENT"
+    try:
+        text = current.read_bytes().decode("ascii")
+    except FileNotFoundError:
+        return [f"{label}: CURRENT is missing"]
+    except (OSError, UnicodeDecodeError):
+        return [f"{label}: CURRENT is unreadable"]
+    if not text.endswith("\n"):
+        return [f"{label}: CURRENT is truncated"]
+    manifest_name = text[:-1]
+    if not _MANIFEST_RE.match(manifest_name):
+        return [f"{label}: CURRENT does not name a MANIFEST"]
+    manifest = store / manifest_name
+    try:
+        data = manifest.read_bytes()
+    except FileNotFoundError:
+        return [f"{label}: {manifest_name} named by CURRENT is missing"]
+    except OSError:
+        return [f"{label}: {manifest_name} is unreadable"]
+    if not data:
+        return [f"{label}: {manifest_name} is empty"]
+    try:
+        records = _log_records(data, check_crc=len(data) <= _CRC_CHECK_LIMIT)
+        if not records:
+            raise _Corrupt("no records")
+        live = _live_tables(records)
+    except _Corrupt as exc:
+        return [f"{label}: {manifest_name} is damaged ({exc})"]
+
+    tables: dict[int, int] = {}
+    has_data = False
+    for entry in os.scandir(store):
+        if not entry.is_file(follow_symlinks=False):
+            continue
+        match = _TABLE_RE.match(entry.name)
+        size = entry.stat(follow_symlinks=False).st_size
+        if match:
+            tables[int(match.group(1))] = size
+            if size == 0:
+                problems.append(f"{label}: {entry.name} is empty")
+            else:
+                has_data = True
+        elif entry.name.endswith(".log") and size > 0:
+            has_data = True
+    for number, expected in sorted(live.items()):
+        actual = tables.get(number)
+        if actual is None:
+            problems.append(f"{label}: table {number:06d}.ldb named by {manifest_name} is missing")
+        elif actual != expected:
+            problems.append(f"{label}: table {number:06d}.ldb has {actual} bytes, expected {expected}")
+    if not has_data:
+        problems.append(f"{label}: holds no data")
+    return problems
+
+
+def _check_json(path: Path, label: str) -> list[str]:
+    if not path.exists():
+        return []
+    try:
+        json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return [f"{label} is not valid JSON"]
+    return []
+
+
+def validate_profile(profile_dir: Path, origin_url: str) -> ProfileReport:
+    """Check, quickly and without a browser, that the profile's session parts are sound.
+
+    Each LevelDB store (the origin's IndexedDB, Local Storage) must have a CURRENT naming an
+    intact MANIFEST whose live tables exist at their recorded size, and hold some data;
+    Preferences and Local State must parse. Chromium wipes an IndexedDB store it finds corrupt,
+    so launching on a damaged one would lose the session for good: better to restore first.
+    """
+    profile_dir = Path(profile_dir)
+    if not profile_dir.is_dir():
+        return ProfileReport(exists=False, has_session=False, ok=False, problems=[NO_SESSION])
+    key = origin_storage_key(origin_url)
+    idb = profile_dir / "Default" / "IndexedDB" / f"{key}.indexeddb.leveldb"
+    has_session = idb.is_dir() and any(
+        _is_leveldb_data(entry.name) for entry in os.scandir(idb) if entry.is_file()
+    )
+    if not has_session:
+        return ProfileReport(exists=True, has_session=False, ok=False, problems=[NO_SESSION])
+    problems: list[str] = []
+    problems += _check_leveldb(idb, "IndexedDB")
+    problems += _check_leveldb(profile_dir / "Default" / "Local Storage" / "leveldb", "Local Storage")
+    problems += _check_json(profile_dir / "Default" / "Preferences", "Preferences")
+    problems += _check_json(profile_dir / "Local State", "Local State")
+    return ProfileReport(exists=True, has_session=True, ok=not problems, problems=problems)
+
+
+# --------------------------------------------------------------------------------------------
+# Locks and orphaned browsers
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LockOwner:
+    """Who holds the profile lock. ``pid`` is None when the OS does not say (Windows lockfile)."""
+
+    host: str
+    pid: int | None
+    local: bool
+
+
+def _hostname() -> str:
+    return socket.gethostname()
+
+
+def profile_lock_owner(profile_dir: Path) -> LockOwner | None:
+    """Read Chromium's profile lock. POSIX: ``SingletonLock`` -> "<hostname>-<pid>";
+    Windows: ``lockfile`` that the browser keeps open (undeletable while it runs)."""
+    profile_dir = Path(profile_dir)
+    lock = profile_dir / "SingletonLock"
+    try:
+        target = os.readlink(lock)
+    except FileNotFoundError:
+        target = None
+    except OSError:  # a regular file, not a symlink: unreadable owner
+        target = ""
+    if target is not None:
+        host, _, pid_text = target.rpartition("-")
+        pid = int(pid_text) if pid_text.isdigit() else None
+        if not host or pid is None:
+            return LockOwner(host=target, pid=None, local=False)
+        return LockOwner(host=host, pid=pid, local=host == _hostname())
+    lockfile = profile_dir / "lockfile"
+    if os.name == "nt" and lockfile.exists():
+        try:
+            fd = os.open(lockfile, os.O_RDWR)
+            os.close(fd)
+        except PermissionError:
+            return LockOwner(host=_hostname(), pid=None, local=True)
+    return None
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    if sys.platform.startswith("linux"):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            return False
+        except OSError:
+            return True
+        return stat[stat.rfind(")") + 2:][:1] not in ("Z", "X")
+    if os.name == "nt":
+        return _windows_pid_alive(pid)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _windows_pid_alive(pid: int) -> bool:  # pragma: no cover - Windows only
+    import ctypes
+
+    synchronize, still_active = 0x100000 | 0x1000, 259
+    handle = ctypes.windll.kernel32.OpenProcess(synchronize, False, pid)
+    if not handle:
+        return False
+    try:
+        code = ctypes.c_ulong()
+        ctypes.windll.kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
+        return code.value == still_active
+    finally:
+        ctypes.windll.kernel32.CloseHandle(handle)
+
+
+def _same_dir(candidate: str, profile_dir: Path, cwd: str | None = None) -> bool:
+    path = Path(candidate).expanduser()
+    if not path.is_absolute() and cwd:
+        path = Path(cwd) / path
+    try:
+        return os.path.realpath(path) == os.path.realpath(profile_dir)
+    except OSError:
+        return False
+
+
+def _linux_cmdline_names(pid: int, profile_dir: Path) -> bool:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    try:
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        cwd = None
+    args = raw.decode("utf-8", "surrogateescape").split("\0")
+    for i, arg in enumerate(args):
+        if arg.startswith("--user-data-dir="):
+            if _same_dir(arg.split("=", 1)[1], profile_dir, cwd):
+                return True
+        elif arg == "--user-data-dir" and i + 1 < len(args):
+            if _same_dir(args[i + 1], profile_dir, cwd):
+                return True
+    return False
+
+
+def find_browser_processes(profile_dir: Path) -> list[int]:
+    """Pids whose command line passes ``--user-data-dir=<profile_dir>`` (the browser and its
+    helpers). Linux reads /proc; macOS/BSD ask ``ps``; elsewhere the list is empty."""
+    profile_dir = Path(profile_dir)
+    me = os.getpid()
+    pids: list[int] = []
+    if sys.platform.startswith("linux"):
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit() and int(entry.name) != me:
+                pid = int(entry.name)
+                if _pid_alive(pid) and _linux_cmdline_names(pid, profile_dir):
+                    pids.append(pid)
+        return sorted(pids)
+    if os.name == "posix":
+        try:
+            out = subprocess.run(
+                ["ps", "-axww", "-o", "pid=,command="], capture_output=True, text=True, timeout=10
+            ).stdout
+        except (OSError, subprocess.SubprocessError):
+            return []
+        wanted = {f"--user-data-dir={profile_dir}", f"--user-data-dir={os.path.realpath(profile_dir)}"}
+        for line in out.splitlines():
+            pid_text, _, command = line.strip().partition(" ")
+            if pid_text.isdigit() and int(pid_text) != me and any(w in command for w in wanted):
+                pids.append(int(pid_text))
+    return sorted(pids)
+
+
+def browser_owns_profile(pid: int, profile_dir: Path) -> bool:
+    """Is live ``pid`` a browser on this profile? Only Linux can tell; elsewhere assume it is."""
+    if not _pid_alive(pid):
+        return False
+    if sys.platform.startswith("linux"):
+        return _linux_cmdline_names(pid, profile_dir)
+    return True
+
+
+def clear_stale_locks(profile_dir: Path) -> list[str]:
+    """Remove Singleton* locks whose owner is gone (dead pid on this host, a reused pid that is not
+    a browser on this profile, or another host's lock in a profile restored from elsewhere).
+    Raises ProfileInUse when a live browser holds the profile. Returns the names removed."""
+    profile_dir = Path(profile_dir)
+    owner = profile_lock_owner(profile_dir)
+    if owner is not None and owner.local:
+        if owner.pid is None:  # Windows lockfile still held open
+            raise _in_use(profile_dir, None)
+        if browser_owns_profile(owner.pid, profile_dir):
+            raise _in_use(profile_dir, owner.pid)
+    if owner is not None:
+        why = "another computer" if not owner.local else f"dead process {owner.pid}"
+        log.info("Removing a stale profile lock left by %s", why)
+    removed = remove_singleton_locks(profile_dir)
+    return removed
+
+
+def _in_use(profile_dir: Path, pid: int | None) -> ProfileInUse:
+    who = f"browser process {pid}" if pid else "a running browser"
+    err = ProfileInUse(
+        f"The profile is in use by {who}",
+        "Close the other Linda Desktop or browser using this profile, or end that process",
+    )
+    err.pid = pid  # type: ignore[attr-defined]
+    return err
+
+
+def terminate_orphan_browsers(profile_dir: Path, timeout: float = 5) -> list[int]:
+    """End every browser process running on *our* profile (SIGTERM, then SIGKILL after
+    ``timeout``); never any other browser. Call it only when the app itself runs no browser on
+    this profile (e.g. at start-up). Returns the pids signalled."""
+    profile_dir = Path(profile_dir)
+    pids = find_browser_processes(profile_dir)
+    if not pids:
+        return []
+    log.warning("Ending %d orphaned browser process(es) on our profile: %s", len(pids), pids)
+    for pid in pids:
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    remaining = list(pids)
+    while remaining and time.monotonic() < deadline:
+        time.sleep(0.05)
+        remaining = [pid for pid in remaining if _pid_alive(pid)]
+    for pid in remaining:
+        # Re-check right before the hard kill: the pid must still be a browser on our profile.
+        if browser_owns_profile(pid, profile_dir):
+            _signal(pid, getattr(signal, "SIGKILL", signal.SIGTERM))
+    deadline = time.monotonic() + 2
+    while remaining and time.monotonic() < deadline:
+        remaining = [pid for pid in remaining if _pid_alive(pid)]
+        if remaining:
+            time.sleep(0.05)
+    return pids
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+# --------------------------------------------------------------------------------------------
+# Quarantine
+# --------------------------------------------------------------------------------------------
+
+QUARANTINE_KEEP = 3
+
+
+def quarantine(profile_dir: Path, quarantine_root: Path, reason: str, keep: int = QUARANTINE_KEEP) -> Path:
+    """Move a dead session aside (never delete it outright) with a ``reason.json``; keep only the
+    newest ``keep`` quarantined sessions. Returns where it went."""
+    profile_dir, quarantine_root = Path(profile_dir), Path(quarantine_root)
+    ensure_private_dir(quarantine_root)
+    dest = _aside_name(quarantine_root)
+    try:
+        os.rename(profile_dir, dest)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise _storage_error("Could not move the dead session to quarantine", exc) from exc
+        shutil.move(str(profile_dir), str(dest))
+    fsync_dir(profile_dir.parent)
+    fsync_dir(quarantine_root)
+    atomic_write_json(
+        dest / "reason.json",
+        {
+            "reason": reason,
+            "quarantined_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "from": str(profile_dir),
+        },
+    )
+    prune_quarantine(quarantine_root, keep, exclude=dest)
+    return dest
+
+
+def prune_quarantine(root: Path, keep: int = QUARANTINE_KEEP, exclude: Path | None = None) -> None:
+    """Remove the oldest folders of ``root`` (names sort by time) beyond the newest ``keep``."""
+    root = Path(root)
+    if not root.is_dir():
+        return
+    entries = sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink())
+    excess = len(entries) - max(keep, 1)
+    for old in entries[: max(excess, 0)]:
+        if old == exclude:
+            continue
+        shutil.rmtree(old, ignore_errors=True)
+        log.info("Removed the oldest quarantined session %s", old.name)

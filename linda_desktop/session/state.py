@@ -1,0 +1,192 @@
+"""Session metadata: what the session is and has been (restores, backups, links, history).
+
+One small JSON file, rewritten atomically on every change. A damaged file is never fatal: it is
+renamed aside (``.corrupt-<ts>``) and the metadata starts again. Thread-safe: the tray and the
+service may both record events.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from linda_desktop.core.atomic import atomic_write_json
+from linda_desktop.paths import ensure_private_dir
+
+log = logging.getLogger(__name__)
+
+HISTORY_LIMIT = 200
+SCHEMA_VERSION = 1
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _empty() -> dict[str, Any]:
+    return {
+        "version": SCHEMA_VERSION,
+        "restore_count": 0,
+        "backup_count": 0,
+        "link_count": 0,
+        "logout_count": 0,
+        "error_count": 0,
+        "last_restore": None,  # {"at": iso, "from": backup id}
+        "last_backup": None,  # {"at": iso, "id": backup id}
+        "last_link": None,  # iso
+        "last_connected": None,  # iso
+        "last_logged_out": None,  # {"at": iso, "reason": ...}
+        "last_import": None,  # {"at": iso, "source_kind": ...}
+        "last_error": None,  # {"at": iso, "message": ...}
+        "account": None,  # {"id": ..., "phone": ...} when known
+        "linked": False,
+        "history": [],  # [{"ts", "event", "details"}], newest last
+    }
+
+
+def _valid(data: Any) -> bool:
+    return (
+        isinstance(data, dict)
+        and isinstance(data.get("history", []), list)
+        and isinstance(data.get("restore_count", 0), int)
+    )
+
+
+class SessionStateStore:
+    """Atomic JSON store of the session metadata at ``path``."""
+
+    def __init__(self, path: Path, history_limit: int = HISTORY_LIMIT) -> None:
+        self.path = Path(path)
+        self.history_limit = history_limit
+        self._lock = threading.RLock()
+        self._data: dict[str, Any] | None = None
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def load(self) -> dict[str, Any]:
+        """(Re)read the file. Missing -> empty metadata; garbage -> set aside and rebuilt."""
+        with self._lock:
+            self._data = self._read()
+            return copy.deepcopy(self._data)
+
+    def snapshot(self) -> dict[str, Any]:
+        """A copy of the current metadata (loaded on first use)."""
+        with self._lock:
+            return copy.deepcopy(self._current())
+
+    def _current(self) -> dict[str, Any]:
+        if self._data is None:
+            self._data = self._read()
+        return self._data
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return _empty()
+        except OSError as exc:
+            log.warning("Session state file unreadable (%s); starting with empty metadata", exc.strerror)
+            return _empty()
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            data = None
+        if not _valid(data):
+            self._set_aside()
+            data = _empty()
+            self._write(data)
+            return data
+        merged = _empty()
+        merged.update(data)
+        return merged
+
+    def _set_aside(self) -> None:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        try:
+            os.replace(self.path, aside)
+            log.warning("Session state file was damaged; kept it as %s and started afresh", aside.name)
+        except OSError as exc:
+            log.warning("Session state file was damaged and could not be set aside (%s)", exc.strerror)
+
+    def _write(self, data: dict[str, Any]) -> None:
+        ensure_private_dir(self.path.parent)
+        atomic_write_json(self.path, data)
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def record(self, event: str, **details: Any) -> dict[str, Any]:
+        """Append ``event`` to the history and update the counters it concerns.
+
+        Known events: restore(from=id), backup(id=...), link(account=...), connected(account=...),
+        logged_out(reason=...), relink, import(source_kind=...), error(message=...). Any other name
+        is only added to the history. Returns the history entry.
+        """
+        with self._lock:
+            data = self._current()
+            ts = _now()
+            entry = {"ts": ts, "event": event, "details": _jsonable(details)}
+            _apply(data, event, ts, details)
+            history = data.setdefault("history", [])
+            history.append(entry)
+            if len(history) > self.history_limit:
+                del history[: len(history) - self.history_limit]
+            self._write(data)
+            return copy.deepcopy(entry)
+
+    def clear_logs(self) -> None:
+        """Empty the history; keep the counters and last-* values."""
+        with self._lock:
+            data = self._current()
+            data["history"] = []
+            self._write(data)
+
+
+def _jsonable(details: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(details, default=str))
+
+
+def _account(details: dict[str, Any]) -> dict[str, Any] | None:
+    account = details.get("account")
+    if isinstance(account, dict):
+        return {k: v for k, v in account.items() if k in ("id", "phone") and v}
+    if account:
+        return {"id": str(account)}
+    return None
+
+
+def _apply(data: dict[str, Any], event: str, ts: str, details: dict[str, Any]) -> None:
+    if event == "restore":
+        data["restore_count"] = data.get("restore_count", 0) + 1
+        data["last_restore"] = {"at": ts, "from": details.get("from") or details.get("backup_id")}
+    elif event == "backup":
+        data["backup_count"] = data.get("backup_count", 0) + 1
+        data["last_backup"] = {"at": ts, "id": details.get("id")}
+    elif event == "link":
+        data["link_count"] = data.get("link_count", 0) + 1
+        data["last_link"] = ts
+        data["linked"] = True
+    elif event == "connected":
+        data["last_connected"] = ts
+        data["linked"] = True
+    elif event == "logged_out":
+        data["logout_count"] = data.get("logout_count", 0) + 1
+        data["last_logged_out"] = {"at": ts, "reason": details.get("reason")}
+        data["linked"] = False
+    elif event == "relink":
+        data["linked"] = False
+        data["account"] = None
+    elif event == "import":
+        data["last_import"] = {"at": ts, "source_kind": details.get("source_kind")}
+    elif event == "error":
+        data["error_count"] = data.get("error_count", 0) + 1
+        data["last_error"] = {"at": ts, "message": details.get("message")}
+    account = _account(details)
+    if account and event in ("link", "connected", "import"):
+        data["account"] = account
