@@ -1,0 +1,358 @@
+"""Composition root: builds the parts and wires them together. Nothing else lives here.
+
+Three ways in: the tray app (no command), `run` (the same service, no tray) and the one-shot
+commands (`status`, `backup`, …), which talk to a running app when there is one and otherwise
+work on the files themselves, holding the single-instance lock while they do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from linda_desktop.core.errors import AlreadyRunning, LindaError, NoBackups, ProfileInUse
+from linda_desktop.core.events import Event, QrCode, StateChanged
+from linda_desktop.core.service import SessionService
+from linda_desktop.core.settings import Settings
+from linda_desktop.paths import AppPaths
+
+log = logging.getLogger(__name__)
+
+
+def build_service(paths: AppPaths, *, wa_url: str, browser: str | None,
+                  on_event: Callable[[Event], None], background: bool = False) -> SessionService:
+    settings = Settings.load(paths.settings_file)
+    return SessionService(paths, settings, wa_url=wa_url, browser=browser, on_event=on_event,
+                          background=background)
+
+
+# ---------------------------------------------------------------------- control channel
+
+def control_handler(service: SessionService, *, on_show: Callable[[], None] | None = None
+                    ) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """Answer requests from a second launch or a CLI command, on the control thread."""
+
+    def call(coro: Any, timeout: float = 600) -> Any:
+        assert service.loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, service.loop).result(timeout)
+
+    def handle(request: dict[str, Any]) -> dict[str, Any]:
+        cmd = request.get("cmd")
+        try:
+            if cmd == "show":
+                if on_show is not None:
+                    on_show()
+                result: Any = {"shown": on_show is not None}
+            elif cmd == "status":
+                result = service.status()
+            elif cmd == "backups":
+                result = service.list_backups()
+            elif cmd == "backup":
+                result = call(service.backup_now())
+            elif cmd == "restore":
+                result = call(service.restore(request.get("id")))
+            elif cmd == "relink":
+                result = call(service.relink())
+            elif cmd == "import":
+                result = call(service.import_session(str(request.get("path", ""))))
+            elif cmd == "quit":
+                service.request_stop()
+                result = {"stopping": True}
+            else:
+                return {"ok": False, "error": f"unknown command {cmd!r}"}
+        except LindaError as exc:
+            return {"ok": False, "error": str(exc)}
+        except Exception as exc:  # the channel must never take the app down
+            log.exception("control command %r failed", cmd)
+            return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        return {"ok": True, "result": result}
+
+    return handle
+
+
+class SingleInstance:
+    """The lock that makes this process the one owner of the profile, plus its control channel."""
+
+    def __init__(self, paths: AppPaths) -> None:
+        from linda_desktop.system.single_instance import InstanceLock
+
+        self.paths = paths
+        paths.ensure(paths.state)
+        self.lock = InstanceLock(paths.lock_file)
+        self.server: Any = None
+
+    def acquire(self) -> bool:
+        return self.lock.acquire()
+
+    def serve(self, handler: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+        from linda_desktop.system.single_instance import ControlServer
+
+        self.server = ControlServer.for_state_dir(self.paths.state, handler)
+        self.server.start()
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+        self.lock.release()
+
+
+def ask_running_app(paths: AppPaths, request: dict[str, Any], timeout: float = 600) -> dict[str, Any] | None:
+    """Send ``request`` to the running app; None when no app runs."""
+    from linda_desktop.system.single_instance import connect_to_running
+
+    client = connect_to_running(paths.state)
+    if client is None:
+        return None
+    answer = client.request(request, timeout=timeout)
+    if not answer.get("ok"):
+        raise LindaError(str(answer.get("error") or "the running app refused the command"))
+    return {"result": answer.get("result")}
+
+
+# ---------------------------------------------------------------------- `run`
+
+class EventPrinter:
+    """`run` output: JSON lines (`--json`) or words and a terminal QR code for people."""
+
+    def __init__(self, json_lines: bool) -> None:
+        self.json_lines = json_lines
+
+    def __call__(self, event: Event) -> None:
+        if self.json_lines:
+            sys.stdout.write(json.dumps(event.to_json()) + "\n")
+            sys.stdout.flush()
+            return
+        if isinstance(event, QrCode):
+            if event.idle:
+                print("The QR codes expired. Restart with `linda-desktop run` to get new ones.", flush=True)
+                return
+            import segno
+
+            print("\nScan this code: WhatsApp on your phone → Linked devices → Link a device\n", flush=True)
+            segno.make(event.data, error="l").terminal(compact=True)
+            sys.stdout.flush()
+        elif isinstance(event, StateChanged):
+            from linda_desktop.core.events import SessionState
+
+            words = {SessionState.CONNECTED: "Connected.", SessionState.NEEDS_LINK: "Needs linking.",
+                     SessionState.RESTORING: "Restoring the session…", SessionState.STARTING: "Starting…"}
+            text = words.get(event.state, event.state.value.replace("_", " ").capitalize())
+            print(text + (f" ({event.reason})" if event.reason else ""), flush=True)
+        else:
+            payload = event.to_json()
+            kind = payload.pop("event")
+            print(f"{kind}: " + ", ".join(f"{k}={v}" for k, v in payload.items()), flush=True)
+
+
+def run_headless(paths: AppPaths, *, wa_url: str, browser: str | None, json_lines: bool) -> int:
+    """`linda-desktop run`: the service with no tray. SIGINT/SIGTERM: flush, back up, exit 0."""
+    instance = SingleInstance(paths)
+    if not instance.acquire():
+        raise AlreadyRunning("Linda Desktop is already running with this data folder",
+                             "use `linda-desktop status`, or quit the running app first")
+    service = build_service(paths, wa_url=wa_url, browser=browser, on_event=EventPrinter(json_lines))
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, service.request_stop)
+            except (NotImplementedError, RuntimeError):  # Windows
+                signal.signal(sig, lambda *_: service.request_stop())
+        task = asyncio.create_task(service.run())
+        while service.loop is None and not task.done():
+            await asyncio.sleep(0.01)
+        instance.serve(control_handler(service))
+        await task
+
+    try:
+        asyncio.run(main())
+    finally:
+        instance.close()
+    if service.fatal_error is not None:
+        print(f"linda-desktop: {service.fatal_error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+# ---------------------------------------------------------------------- tray
+
+def run_tray_app(paths: AppPaths, *, wa_url: str, browser: str | None, background: bool) -> int:
+    """The tray application. A second launch asks the first one to show its window and exits."""
+    instance = SingleInstance(paths)
+    if not instance.acquire():
+        answer = ask_running_app(paths, {"cmd": "show"}, timeout=10)
+        log.info("another instance is running; asked it to show its window (%s)", answer)
+        return 0
+    try:
+        from linda_desktop.ui.main import run_tray
+    except ImportError as exc:
+        instance.close()
+        raise LindaError(f"The tray needs Qt (PySide6), which failed to load: {exc}",
+                         "reinstall Linda Desktop, or use `linda-desktop run`") from exc
+
+    holder: dict[str, SessionService] = {}
+
+    def factory(on_event: Callable[[Event], None]) -> SessionService:
+        service = build_service(paths, wa_url=wa_url, browser=browser, on_event=on_event, background=background)
+        holder["service"] = service
+        return service
+
+    def on_service_ready(service: SessionService, show: Callable[[], None]) -> None:
+        instance.serve(control_handler(service, on_show=show))
+
+    try:
+        return run_tray(factory, paths=paths, background=background, wa_url=wa_url, browser=browser,
+                        on_service_ready=on_service_ready)
+    finally:
+        instance.close()
+
+
+# ---------------------------------------------------------------------- one-shot commands
+
+@dataclass
+class Context:
+    """Carries out one CLI command, through the running app when there is one."""
+
+    paths: AppPaths
+    wa_url: str
+    browser: str | None
+
+    def _remote(self, request: dict[str, Any], timeout: float = 600) -> Any:
+        answer = ask_running_app(self.paths, request, timeout)
+        return None if answer is None else answer["result"]
+
+    def _locked(self) -> SingleInstance:
+        instance = SingleInstance(self.paths)
+        if not instance.acquire():
+            raise AlreadyRunning("Linda Desktop is starting up with this data folder", "try again in a few seconds")
+        return instance
+
+    def _store(self) -> Any:
+        from linda_desktop.session.backup import BackupStore
+        from linda_desktop.session.keystore import KeyStore
+
+        key = KeyStore(self.paths.passphrase_file).load_key(create=True)
+        settings = Settings.load(self.paths.settings_file)
+        return BackupStore(self.paths.backups, key, keep=settings.keep_backups, work_dir=self.paths.work)
+
+    def status(self) -> dict[str, Any]:
+        from linda_desktop.diagnostics import collect_status
+
+        try:
+            remote = self._remote({"cmd": "status"}, timeout=30)
+        except LindaError:
+            remote = None
+        if remote is not None:
+            return remote
+        return collect_status(self.paths, wa_url=self.wa_url, browser=self.browser, running=False)
+
+    def backups(self) -> list[dict[str, Any]]:
+        from linda_desktop.session.backup import list_backups
+
+        remote = self._remote({"cmd": "backups"}, timeout=30)
+        if remote is not None:
+            return remote
+        return [b.to_json() for b in list_backups(self.paths.backups)]
+
+    def backup(self) -> dict[str, Any]:
+        from linda_desktop import __version__
+        from linda_desktop.session import profile
+        from linda_desktop.session.state import SessionStateStore
+
+        remote = self._remote({"cmd": "backup"})
+        if remote is not None:
+            return remote
+        instance = self._locked()
+        try:
+            profile.clear_stale_locks(self.paths.profile)
+            if not profile.validate_profile(self.paths.profile, self.wa_url).has_session:
+                raise NoBackups("There is no WhatsApp session to back up yet", "link this computer first")
+            store = self._store()
+            info = store.create(self.paths.profile, origin_url=self.wa_url, reason="manual", app_version=__version__)
+            store.rotate()
+            SessionStateStore(self.paths.state_file).record("backup", id=info.id, size=info.size, reason="manual")
+            return info.to_json()
+        finally:
+            instance.close()
+
+    def restore(self, backup_id: str | None) -> dict[str, Any]:
+        from linda_desktop.session import profile
+        from linda_desktop.session.state import SessionStateStore
+
+        remote = self._remote({"cmd": "restore", "id": backup_id})
+        if remote is not None:
+            return remote
+        instance = self._locked()
+        try:
+            if profile.find_browser_processes(self.paths.profile):
+                raise ProfileInUse("A browser still has the session open", "quit it (or Linda Desktop) first")
+            store = self._store()
+            target = store.get(backup_id) if backup_id else store.newest()
+            if target is None:
+                raise NoBackups("There are no backups to restore", "take one with `linda-desktop backup`")
+            store.restore(target.id, self.paths.profile)
+            meta = SessionStateStore(self.paths.state_file)
+            meta.record("backup_restore", id=target.id, why="requested by the owner")
+            meta.clear_revoked()
+            return {"restored": target.id, "state": None}
+        finally:
+            instance.close()
+
+    def relink(self) -> None:
+        from linda_desktop.session import profile
+        from linda_desktop.session.state import SessionStateStore
+
+        if self._remote({"cmd": "relink"}) is not None:
+            return
+        instance = self._locked()
+        try:
+            if self.paths.profile.exists():
+                profile.quarantine(self.paths.profile, self.paths.quarantine, "re-link requested by the owner")
+            SessionStateStore(self.paths.state_file).record("relink")
+        finally:
+            instance.close()
+
+    def import_session(self, source: str) -> dict[str, Any]:
+        from linda_desktop.session.importer import import_session
+        from linda_desktop.session.state import SessionStateStore
+
+        source_path = str(Path(source).expanduser().resolve())
+        remote = self._remote({"cmd": "import", "path": source_path})
+        if remote is not None:
+            return remote
+        instance = self._locked()
+        try:
+            try:
+                store = self._store()
+                backup_current = lambda: store.create(self.paths.profile, origin_url=self.wa_url, reason="pre-import")  # noqa: E731
+            except LindaError as exc:
+                log.warning("importing without a backup of the current profile: %s", exc)
+                backup_current = None
+            result = import_session(Path(source_path), self.paths, origin_url=self.wa_url,
+                                    backup_current=backup_current)
+            meta = SessionStateStore(self.paths.state_file)
+            meta.record("import", source_kind=result.source_kind, files=result.files)
+            meta.clear_revoked()
+            return {"imported": source_path, "files": result.files}
+        finally:
+            instance.close()
+
+    def clear_logs(self) -> int:
+        from linda_desktop.core.logs import clear_logs
+        from linda_desktop.session.state import SessionStateStore
+
+        SessionStateStore(self.paths.state_file).clear_logs()
+        return clear_logs(self.paths)
+
+    def set_passphrase(self, passphrase: str) -> None:
+        from linda_desktop.session.keystore import KeyStore
+
+        self.paths.ensure(self.paths.data)
+        KeyStore(self.paths.passphrase_file).enable_passphrase(passphrase)

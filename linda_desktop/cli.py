@@ -1,0 +1,231 @@
+"""Command line (DESIGN.md §3, a fixed contract).
+
+Exit codes: 0 ok, 1 failure with a one-line reason on stderr, 2 usage.
+When the app is already running, commands that touch the session talk to it instead of
+working on the profile under its feet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Sequence
+
+from linda_desktop import __version__
+from linda_desktop.core.errors import LindaError
+
+DEFAULT_WA_URL = "https://web.whatsapp.com/"
+
+
+def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    """--data-dir/--wa-url/--browser, accepted before or after the command."""
+    default = argparse.SUPPRESS if suppress else None
+    parser.add_argument("--data-dir", metavar="DIR", default=default,
+                        help="keep every file under DIR instead of the OS folders (env LINDA_DATA_DIR)")
+    parser.add_argument("--wa-url", metavar="URL", default=default,
+                        help=f"WhatsApp Web address (env LINDA_WA_URL; default {DEFAULT_WA_URL})")
+    parser.add_argument("--browser", metavar="PATH", default=default,
+                        help="a Chromium-family browser executable (env LINDA_BROWSER; default: discovery)")
+    parser.add_argument("--verbose", action="store_true", default=default if suppress else False,
+                        help="log debug details")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="linda-desktop",
+        description="Keeps your WhatsApp Web session alive across every restart. "
+                    "Without a command it starts the tray application.")
+    parser.add_argument("--version", action="version", version=f"linda-desktop {__version__}")
+    parser.add_argument("--background", action="store_true",
+                        help="start in the tray with no window unless linking is needed (used at login)")
+    _global_options(parser, suppress=False)
+    common = argparse.ArgumentParser(add_help=False)
+    _global_options(common, suppress=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", parents=[common], help="run the session service without a tray (servers, terminals)")
+    run.add_argument("--json", action="store_true", help="print one JSON object per line for every event")
+
+    status = sub.add_parser("status", parents=[common], help="what the session is and has been")
+    status.add_argument("--json", action="store_true")
+    sub.add_parser("backup", parents=[common], help="take an encrypted backup of the session now")
+    backups = sub.add_parser("backups", parents=[common], help="list the backups")
+    backups.add_argument("--json", action="store_true")
+    restore = sub.add_parser("restore", parents=[common], help="restore a backup (the newest when no ID)")
+    restore.add_argument("id", nargs="?", metavar="ID")
+    sub.add_parser("relink", parents=[common],
+                   help="clear the live session (archived; backups are kept) and link again with a QR code")
+    imp = sub.add_parser("import", parents=[common], help="import a whatsapp-web.js LocalAuth session folder")
+    imp.add_argument("path", metavar="PATH")
+    auto = sub.add_parser("autostart", parents=[common], help="start Linda Desktop at login")
+    auto.add_argument("action", choices=["enable", "disable", "status"])
+    doctor = sub.add_parser("doctor", parents=[common], help="check browser, keyring, data folder and tray")
+    doctor.add_argument("--json", action="store_true")
+    sub.add_parser("clear-logs", parents=[common], help="empty the log files and the event history")
+    sub.add_parser("set-passphrase", parents=[common],
+                   help="opt in to a backup passphrase instead of the keyring (reads LINDA_BACKUP_PASSPHRASE or asks)")
+    return parser
+
+
+def resolve_options(args: argparse.Namespace) -> tuple[str | None, str, str | None]:
+    data_dir = getattr(args, "data_dir", None) or os.environ.get("LINDA_DATA_DIR") or None
+    wa_url = getattr(args, "wa_url", None) or os.environ.get("LINDA_WA_URL") or DEFAULT_WA_URL
+    browser = getattr(args, "browser", None) or os.environ.get("LINDA_BROWSER") or None
+    return data_dir, wa_url, browser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return dispatch(args)
+    except LindaError as exc:
+        print(f"linda-desktop: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 1
+
+
+def main_gui() -> int:
+    """Entry point of the windowed (no console) launcher."""
+    return main()
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    from linda_desktop import app
+    from linda_desktop.core.logs import setup_logging
+    from linda_desktop.paths import resolve_paths
+
+    data_dir, wa_url, browser = resolve_options(args)
+    paths = resolve_paths(data_dir)
+    command = args.command
+    setup_logging(paths, verbose=bool(getattr(args, "verbose", False)), stderr=command is not None)
+    if command is None:
+        return app.run_tray_app(paths, wa_url=wa_url, browser=browser, background=args.background)
+    if command == "run":
+        return app.run_headless(paths, wa_url=wa_url, browser=browser, json_lines=args.json)
+    handler = COMMANDS[command]
+    return handler(args, app.Context(paths=paths, wa_url=wa_url, browser=browser))
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, default=str))
+
+
+def cmd_status(args: argparse.Namespace, ctx: Any) -> int:
+    from linda_desktop.diagnostics import format_status
+
+    data = ctx.status()
+    if args.json:
+        _print_json(data)
+    else:
+        print(format_status(data))
+    return 0
+
+
+def cmd_backup(args: argparse.Namespace, ctx: Any) -> int:
+    info = ctx.backup()
+    print(f"Backup {info['id']} saved ({info['size'] / 1_000_000:.1f} MB).")
+    return 0
+
+
+def cmd_backups(args: argparse.Namespace, ctx: Any) -> int:
+    items = ctx.backups()
+    if args.json:
+        _print_json(items)
+        return 0
+    if not items:
+        print("No backups yet.")
+        return 0
+    for item in items:
+        mark = "  (last known good)" if item.get("known_good") else ""
+        print(f"{item['id']}  {item['created_at']}  {item['size'] / 1_000_000:7.1f} MB  {item['reason']}{mark}")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace, ctx: Any) -> int:
+    result = ctx.restore(args.id)
+    print(f"Restored backup {result['restored']}." + (f" Session: {result['state']}." if result.get("state") else ""))
+    return 0
+
+
+def cmd_relink(args: argparse.Namespace, ctx: Any) -> int:
+    ctx.relink()
+    print("The live session was archived (backups are kept). Start Linda Desktop and scan the QR code to link again.")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace, ctx: Any) -> int:
+    result = ctx.import_session(args.path)
+    print(f"Imported {result['files']} files from {args.path}.")
+    return 0
+
+
+def cmd_autostart(args: argparse.Namespace, ctx: Any) -> int:
+    from linda_desktop.diagnostics import data_dir_override
+    from linda_desktop.system.autostart import autostart_for_platform
+
+    strategy = autostart_for_platform(data_dir=data_dir_override(ctx.paths))
+    if args.action == "enable":
+        strategy.enable()
+        print(f"Linda Desktop will start at login ({strategy.describe()}).")
+    elif args.action == "disable":
+        strategy.disable()
+        print("Linda Desktop will not start at login.")
+    else:
+        enabled = strategy.is_enabled()
+        print(f"Start at login: {'on' if enabled else 'off'} ({strategy.describe()})")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace, ctx: Any) -> int:
+    from linda_desktop.diagnostics import doctor_checks, format_doctor
+
+    checks = doctor_checks(ctx.paths, wa_url=ctx.wa_url, browser=ctx.browser)
+    if args.json:
+        _print_json([c.to_json() for c in checks])
+    else:
+        print(format_doctor(checks))
+        print(f"Log file: {ctx.paths.log_file}")
+    failed = [c for c in checks if not c.ok]
+    if failed:
+        print(f"linda-desktop: {len(failed)} check(s) failed: {', '.join(c.name for c in failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_clear_logs(args: argparse.Namespace, ctx: Any) -> int:
+    count = ctx.clear_logs()
+    print(f"Cleared {count} log file(s) and the event history.")
+    return 0
+
+
+def cmd_set_passphrase(args: argparse.Namespace, ctx: Any) -> int:
+    import getpass
+
+    passphrase = os.environ.get("LINDA_BACKUP_PASSPHRASE")
+    if not passphrase:
+        if not sys.stdin.isatty():
+            raise LindaError("No passphrase given", "set LINDA_BACKUP_PASSPHRASE or run this in a terminal")
+        passphrase = getpass.getpass("Backup passphrase: ")
+        if passphrase != getpass.getpass("Repeat it: "):
+            raise LindaError("The two passphrases differ", "run the command again")
+    ctx.set_passphrase(passphrase)
+    print("Backups now use your passphrase. Keep LINDA_BACKUP_PASSPHRASE set when Linda Desktop starts.")
+    return 0
+
+
+COMMANDS = {
+    "status": cmd_status,
+    "backup": cmd_backup,
+    "backups": cmd_backups,
+    "restore": cmd_restore,
+    "relink": cmd_relink,
+    "import": cmd_import,
+    "autostart": cmd_autostart,
+    "doctor": cmd_doctor,
+    "clear-logs": cmd_clear_logs,
+    "set-passphrase": cmd_set_passphrase,
+}
