@@ -46,6 +46,7 @@ def _empty() -> dict[str, Any]:
         "last_error": None,  # {"at": iso, "message": ...}
         "account": None,  # {"id": ..., "phone": ...} when known
         "linked": False,
+        "revoked_before": None,  # iso: backups made before this were revoked by the phone
         "history": [],  # [{"ts", "event", "details"}], newest last
     }
 
@@ -139,6 +140,33 @@ class SessionStateStore:
                 del history[: len(history) - self.history_limit]
             self._write(data)
             return copy.deepcopy(entry)
+
+    # -- what recovery asks ----------------------------------------------------------------
+
+    def linked(self) -> bool:
+        """Whether this computer was linked when last seen (a session is expected)."""
+        return bool(self.snapshot().get("linked"))
+
+    def revoked_before(self) -> datetime | None:
+        """Backups made before this moment belong to a device the phone removed: never auto-restore them."""
+        value = self.snapshot().get("revoked_before")
+        try:
+            return datetime.fromisoformat(value) if value else None
+        except ValueError:
+            return None
+
+    def mark_revoked(self) -> None:
+        self._set_field("revoked_before", datetime.now(timezone.utc).isoformat(timespec="microseconds"))
+
+    def clear_revoked(self) -> None:
+        """The owner restored or imported a session by hand: let recovery use backups again."""
+        self._set_field("revoked_before", None)
+
+    def _set_field(self, name: str, value: Any) -> None:
+        with self._lock:
+            data = self._current()
+            data[name] = value
+            self._write(data)
 
     def clear_logs(self) -> None:
         """Empty the history; keep the counters and last-* values."""
