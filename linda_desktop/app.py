@@ -61,6 +61,11 @@ def control_handler(service: SessionService, *, on_show: Callable[[], None] | No
                 result = call(service.relink())
             elif cmd == "import":
                 result = call(service.import_session(str(request.get("path", ""))))
+            elif cmd == "finish_link":
+                call(service.finish_in_visible_browser(), timeout=900)
+                result = {"state": service.state.value}
+            elif cmd == "new_qr":
+                result = call(service.show_new_qr())
             elif cmd == "quit":
                 service.request_stop()
                 result = {"stopping": True}
@@ -343,6 +348,14 @@ class Context:
             return {"imported": source_path, "files": result.files}
         finally:
             instance.close()
+
+    def finish_link(self) -> dict[str, Any]:
+        from linda_desktop.core.errors import NotRunning
+
+        remote = self._remote({"cmd": "finish_link"}, timeout=900)
+        if remote is None:
+            raise NotRunning("Linda Desktop is not running", "start it (or `linda-desktop run`) first")
+        return remote
 
     def clear_logs(self) -> int:
         from linda_desktop.core.logs import clear_logs

@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     auto.add_argument("action", choices=["enable", "disable", "status"])
     doctor = sub.add_parser("doctor", parents=[common], help="check browser, keyring, data folder and tray")
     doctor.add_argument("--json", action="store_true")
+    sub.add_parser("finish-link", parents=[common],
+                   help="open a visible browser window to finish a stalled link (WhatsApp's passkey step)")
     sub.add_parser("clear-logs", parents=[common], help="empty the log files and the event history")
     sub.add_parser("set-passphrase", parents=[common],
                    help="opt in to a backup passphrase instead of the keyring (reads LINDA_BACKUP_PASSPHRASE or asks)")
@@ -196,6 +198,14 @@ def cmd_doctor(args: argparse.Namespace, ctx: Any) -> int:
     return 0
 
 
+def cmd_finish_link(args: argparse.Namespace, ctx: Any) -> int:
+    print("A browser window opens: finish linking there (WhatsApp may ask you to confirm on your phone).",
+          flush=True)
+    result = ctx.finish_link()
+    print(f"Session: {result.get('state')}.")
+    return 0 if result.get("state") == "connected" else 1
+
+
 def cmd_clear_logs(args: argparse.Namespace, ctx: Any) -> int:
     count = ctx.clear_logs()
     print(f"Cleared {count} log file(s) and the event history.")
@@ -226,6 +236,7 @@ COMMANDS = {
     "import": cmd_import,
     "autostart": cmd_autostart,
     "doctor": cmd_doctor,
+    "finish-link": cmd_finish_link,
     "clear-logs": cmd_clear_logs,
     "set-passphrase": cmd_set_passphrase,
 }

@@ -50,7 +50,6 @@ T = TypeVar("T")
 SETTLED = {PageState.QR, PageState.QR_IDLE, PageState.CONNECTED, PageState.CONFLICT,
            PageState.OFFLINE, PageState.PAIRING, PageState.UNSUPPORTED}
 CRASH_BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
-LINK_STALL_SECONDS = 25.0
 VISIBLE_LINK_TIMEOUT_SECONDS = 600.0
 TAKEOVER_WINDOW_SECONDS = 600.0
 MAX_TAKEOVERS_PER_WINDOW = 3
@@ -445,7 +444,7 @@ class SessionService:
             if self._pairing_since is None:
                 self._pairing_since = now
                 log.info("the phone scanned the code; linking in progress")
-            elif now - self._pairing_since > LINK_STALL_SECONDS and self.reason != LINK_STALLED_REASON:
+            elif now - self._pairing_since > self.settings.link_stall_seconds and self.reason != LINK_STALLED_REASON:
                 self.meta.record("link_stalled")
                 self._set_state(SessionState.NEEDS_LINK, LINK_STALLED_REASON)
         elif snap.state == PageState.CONFLICT:

@@ -24,6 +24,9 @@ class Settings:
     flush_delay_seconds: float = 6.0
     # Seconds a page may show "loading" or an unknown page before the service reports an error.
     page_timeout_seconds: float = 90.0
+    # Seconds the page may sit between "phone scanned" and "linked" before the owner is told the
+    # link stalled (WhatsApp's passkey step cannot be done in a headless browser).
+    link_stall_seconds: float = 25.0
     # Take over when the page says WhatsApp is open in another window ("Use here").
     take_over_on_conflict: bool = True
 

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.e2e.harness import AppProcess, write_settings
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def sim(tmp_path: Path) -> Iterator["object"]:
+    """A WhatsApp Web simulator on a fixed port for this test (kept across its restarts)."""
+    from tests.whatsapp_sim.control import Simulator
+
+    simulator = Simulator(free_port(), tmp_path / "sim-state", loading_seconds=0.3, qr_interval=3,
+                          first_qr_seconds=5)
+    simulator.start()
+    try:
+        yield simulator
+    finally:
+        simulator.stop()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "data"
+    # Real delay before the first backup after linking (localStorage must reach the disk).
+    write_settings(folder, flush_delay_seconds=6)
+    return folder
+
+
+@pytest.fixture
+def apps() -> Iterator[list[AppProcess]]:
+    """Every app process a test starts; all are killed (with their browsers) at the end."""
+    started: list[AppProcess] = []
+    yield started
+    for app in started:
+        app.close()
+
+
+@pytest.fixture
+def start_app(apps: list[AppProcess], data_dir: Path, sim: "object"):
+    def start(*extra: str) -> AppProcess:
+        app = AppProcess(data_dir, sim.url, *extra).start()  # type: ignore[attr-defined]
+        apps.append(app)
+        return app
+    return start
+
+
+@pytest.fixture
+def linked(start_app, sim) -> AppProcess:
+    """A running app that has just linked and taken its first backup."""
+    app = start_app()
+    app.wait_state("needs_link", 60)
+    app.wait_for(lambda e: e.get("event") == "qr", 30)
+    sim.link()  # type: ignore[attr-defined]
+    app.wait_state("connected", 30)
+    app.wait_for(lambda e: e.get("event") == "backup" and e.get("reason") == "link", 30)
+    return app
