@@ -1,0 +1,1 @@
+"""Shared test helpers (real Chromium profiles, local servers). Not tests themselves."""
