@@ -8,7 +8,8 @@
   (an AF_UNIX socket in the private state folder on POSIX, a named pipe on Windows). Both sides
   prove they know a random per-run key (HMAC challenge-response, no pickle anywhere); the key
   and the address are in ``control.json`` (0600) beside the lock.
-- ``create_app_mutex``: the named mutex the Windows installer's ``AppMutex`` looks for.
+- ``create_app_mutex``: the named mutex the Windows installer's ``AppMutex`` looks for
+  (created by ``InstanceLock.acquire``).
 
 Typical use (tray app and ``linda-desktop run``)::
 
@@ -128,6 +129,7 @@ class InstanceLock:
             os.close(fd)
             raise
         self._fd = fd
+        create_app_mutex()  # Windows: tell the installer we run; a no-op elsewhere
         return True
 
     def release(self) -> None:
@@ -175,7 +177,7 @@ def holder_pid(lock_file: Path) -> int | None:
 
 # --------------------------------------------------------------------------- Windows mutex
 
-_mutex_handles: list[int] = []
+_mutex_handles: dict[str, int] = {}
 
 
 def create_app_mutex(name: str = MUTEX_NAME) -> bool:
@@ -191,9 +193,12 @@ def create_app_mutex(name: str = MUTEX_NAME) -> bool:
     kernel32.CreateMutexW.argtypes = [ctypes.c_void_p, wintypes.BOOL, wintypes.LPCWSTR]
     created = False
     for full_name in (name, "Global\\" + name):
+        if full_name in _mutex_handles:  # idempotent: one handle per name for the process
+            created = True
+            continue
         handle = kernel32.CreateMutexW(None, False, full_name)
         if handle:
-            _mutex_handles.append(handle)
+            _mutex_handles[full_name] = handle
             created = True
         else:
             log.debug("CreateMutexW(%s) failed: %s", full_name, ctypes.get_last_error())
@@ -271,6 +276,20 @@ class ControlServer:
         self._thread: threading.Thread | None = None
         self._closed = threading.Event()
         self._cleanup_dir: Path | None = None  # a temp folder we made for a too-long socket path
+        self.control_file: Path | None = None  # published on start, removed on close
+
+    @classmethod
+    def for_state_dir(cls, state_dir: Path, handler: Handler) -> ControlServer:
+        """A server with a fresh address and key that ``start()`` publishes in ``state_dir/control.json``.
+        Use only while holding the instance lock."""
+        state_dir = ensure_private_dir(Path(state_dir))
+        control_file = state_dir / CONTROL_NAME
+        control_file.unlink(missing_ok=True)  # a dead instance's; must not be read while we start
+        address, temp_dir = _choose_address(state_dir)
+        server = cls(address, secrets.token_bytes(32), handler)
+        server._cleanup_dir = temp_dir
+        server.control_file = control_file
+        return server
 
     def start(self) -> ControlServer:
         if os.name == "posix":
@@ -281,12 +300,18 @@ class ControlServer:
             os.chmod(self.address, 0o600)
         self._thread = threading.Thread(target=self._serve, name="linda-control", daemon=True)
         self._thread.start()
+        if self.control_file is not None:
+            atomic_write_json(self.control_file, {"address": self.address, "authkey": self.authkey.hex(), "pid": os.getpid()}, mode=0o600)
         return self
 
     def close(self) -> None:
         if self._closed.is_set() or self._listener is None:
             return
         self._closed.set()
+        if self.control_file is not None:
+            current = read_control_file(self.control_file.parent)
+            if current is not None and current.authkey == self.authkey:  # never remove a successor's
+                self.control_file.unlink(missing_ok=True)
         try:  # wake the blocking accept()
             Client(self.address).close()
         except OSError:
@@ -299,6 +324,8 @@ class ControlServer:
             pass
         if self._cleanup_dir is not None:
             shutil.rmtree(self._cleanup_dir, ignore_errors=True)
+
+    stop = close
 
     def _serve(self) -> None:
         assert self._listener is not None
@@ -370,15 +397,7 @@ def _choose_address(state_dir: Path) -> tuple[str, Path | None]:
 def serve_control(state_dir: Path, handler: Handler) -> ControlServer:
     """Start a server on a fresh address with a fresh key and publish both in ``control.json``.
     Call only while holding the instance lock."""
-    state_dir = ensure_private_dir(Path(state_dir))
-    control_file = state_dir / CONTROL_NAME
-    control_file.unlink(missing_ok=True)  # a dead instance's; must not be read while we start
-    address, temp_dir = _choose_address(state_dir)
-    server = ControlServer(address, secrets.token_bytes(32), handler)
-    server._cleanup_dir = temp_dir
-    server.start()
-    atomic_write_json(control_file, {"address": address, "authkey": server.authkey.hex(), "pid": os.getpid()}, mode=0o600)
-    return server
+    return ControlServer.for_state_dir(state_dir, handler).start()
 
 
 # --------------------------------------------------------------------------- client
@@ -473,10 +492,6 @@ class PrimaryInstance:
         self.server = server
 
     def close(self) -> None:
-        control_file = self.lock.path.parent / CONTROL_NAME
-        current = read_control_file(self.lock.path.parent)
-        if current is not None and current.authkey == self.server.authkey:
-            control_file.unlink(missing_ok=True)
         self.server.close()
         self.lock.release()
 
@@ -491,7 +506,6 @@ def become_primary(state_dir: Path, handler: Handler) -> PrimaryInstance | None:
     except BaseException:
         lock.release()
         raise
-    create_app_mutex()
     return PrimaryInstance(lock, server)
 
 

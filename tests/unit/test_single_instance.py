@@ -167,6 +167,22 @@ def test_serve_control_publishes_a_private_control_file(tmp_path: Path) -> None:
         assert client is not None and client.request({"cmd": "show"}) == {"ok": True, "result": "hi"}
     finally:
         server.close()
+    assert not (state / "control.json").exists() and not Path(server.address).exists()
+
+
+def test_closing_an_old_server_leaves_a_successors_control_file(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    old = si.ControlServer.for_state_dir(state, lambda request: {"ok": True, "result": "old"}).start()
+    new = si.ControlServer.for_state_dir(state, lambda request: {"ok": True, "result": "new"})
+    try:
+        assert not (state / "control.json").exists(), "for_state_dir drops the previous file before starting"
+        old.stop()
+        new.start()
+        assert si.read_control_file(state).request({"cmd": "x"}) == {"ok": True, "result": "new"}  # type: ignore[union-attr]
+        old.stop()  # twice is fine
+        assert (state / "control.json").exists()
+    finally:
+        new.stop()
 
 
 def test_too_long_state_path_gets_a_private_temp_socket(tmp_path: Path) -> None:
