@@ -572,7 +572,19 @@ def _linux_cmdline_names(pid: int, profile_dir: Path) -> bool:
         cwd = os.readlink(f"/proc/{pid}/cwd")
     except OSError:
         cwd = None
-    args = raw.decode("utf-8", "surrogateescape").split("\0")
+    text = raw.decode("utf-8", "surrogateescape")
+    # Chromium rewrites its process title: /proc/<pid>/cmdline may then be one space-joined
+    # string instead of NUL-separated arguments. Match the flag with our path followed by an
+    # argument boundary, so "/x/profile" never matches "/x/profile-2".
+    for candidate in {str(Path(profile_dir).absolute()), os.path.realpath(profile_dir)}:
+        flag = f"--user-data-dir={candidate}"
+        start = text.find(flag)
+        while start >= 0:
+            end = start + len(flag)
+            if end == len(text) or text[end] in " \0":
+                return True
+            start = text.find(flag, end)
+    args = text.split("\0")
     for i, arg in enumerate(args):
         if arg.startswith("--user-data-dir="):
             if _same_dir(arg.split("=", 1)[1], profile_dir, cwd):
@@ -664,16 +676,19 @@ def terminate_orphan_browsers(profile_dir: Path, timeout: float = 5) -> list[int
     while remaining and time.monotonic() < deadline:
         time.sleep(0.05)
         remaining = [pid for pid in remaining if _pid_alive(pid)]
-    for pid in remaining:
-        # Re-check right before the hard kill: the pid must still be a browser on our profile.
+    # Helpers the browser spawned meanwhile are ended too; each pid is re-checked right before
+    # the hard kill, so a reused pid that is not a browser on our profile is never touched.
+    late = [pid for pid in find_browser_processes(profile_dir) if pid not in pids]
+    for pid in remaining + late:
         if browser_owns_profile(pid, profile_dir):
             _signal(pid, getattr(signal, "SIGKILL", signal.SIGTERM))
+    remaining += late
     deadline = time.monotonic() + 2
     while remaining and time.monotonic() < deadline:
         remaining = [pid for pid in remaining if _pid_alive(pid)]
         if remaining:
             time.sleep(0.05)
-    return pids
+    return pids + late
 
 
 def _signal(pid: int, sig: int) -> None:
