@@ -210,7 +210,6 @@ def _storage_error(what: str, exc: OSError) -> StorageError:
     return StorageError(f"{what}: {exc.strerror or exc}", "Check that the data folder is writable")
 
 
-
 # --------------------------------------------------------------------------------------------
 # Validation
 # --------------------------------------------------------------------------------------------

@@ -148,7 +148,7 @@ def test_real_profile_is_valid_and_session_files_skip_caches(real_profile):
     assert not [f for f in files if "Cache" in f or "Service Worker" in f]
     key = origin_storage_key(origin)
     assert any(f.endswith(".ldb") and key in f for f in files), files  # a compacted table
-    assert any(f".indexeddb.blob/" in f for f in files), files  # the Blob
+    assert any(".indexeddb.blob/" in f for f in files), files  # the Blob
     assert "Default/Local Storage/leveldb/CURRENT" in files
     # The profile as Chromium wrote it is much larger than its session parts.
     total = sum(p.stat().st_size for p in src.rglob("*") if p.is_file() and not p.is_symlink())
@@ -364,7 +364,7 @@ def test_swap_in_refuses_other_filesystem(tmp_path):
     shm = Path("/dev/shm")
     if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
         pytest.skip("no second filesystem to test with")
-    new = _profile(Path(shutil.os.path.join(shm, f"linda-test-{os.getpid()}-{time.time_ns()}")), "new")
+    new = _profile(shm / f"linda-test-{os.getpid()}-{time.time_ns()}", "new")
     try:
         live = _profile(tmp_path / "profile", "old")
         with pytest.raises(StorageError, match="different disks"):
