@@ -97,6 +97,22 @@ async function writeAll(token, payloadMb) {
   document.getElementById("status").textContent = "written";
   return {token: token, payload_records: total};
 }
+// Keeps writing small records in the background (a busy page) until stopChurn(); returns at once.
+let churning = false, churned = 0;
+async function churnLoop() {
+  const db = await openDb();
+  while (churning) {
+    const tx = db.transaction("payload", "readwrite");
+    for (let i = 0; i < 32; i++) {
+      tx.objectStore("payload").put({n: churned, text: chatText(2048, churned + 7)}, "c" + String(churned).padStart(8, "0"));
+      churned++;
+    }
+    await done(tx);
+  }
+  db.close();
+}
+function startChurn() { churning = true; churnLoop(); return true; }
+function stopChurn() { churning = false; return churned; }
 async function readAll() {
   const db = await openDb();
   const tx = db.transaction(["records", "payload"], "readonly");
@@ -175,6 +191,16 @@ def write_data(page: Any, *, payload_mb: float = 0, token: str | None = None) ->
 
 def read_data(page: Any) -> dict:
     return page.evaluate("() => readAll()")
+
+
+def start_churn(page: Any) -> None:
+    """The page keeps writing small IndexedDB records in the background until ``stop_churn``."""
+    page.evaluate("() => startChurn()")
+
+
+def stop_churn(page: Any) -> int:
+    """Stop the background writes; returns how many records were written."""
+    return page.evaluate("() => stopChurn()")
 
 
 def make_real_profile(profile_dir: Path, *, port: int, payload_mb: float = 0) -> dict:
