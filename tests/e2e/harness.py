@@ -134,18 +134,9 @@ class AppProcess:
 
     def browser_pids(self) -> list[int]:
         """Chromium processes running on this app's profile."""
-        profile = str(self.data_dir / "profile")
-        pids = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if any(arg.decode(errors="replace") == f"--user-data-dir={profile}" for arg in cmdline):
-                pids.append(int(entry.name))
-        return pids
+        from linda_desktop.session.profile import find_browser_processes
+
+        return find_browser_processes(self.data_dir / "profile")
 
     def kill_browser_tree(self) -> list[int]:
         pids = self.browser_pids()
