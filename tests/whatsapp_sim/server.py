@@ -1,0 +1,173 @@
+"""HTTP layer of the simulator (stdlib ThreadingHTTPServer): routes onto ``Engine``."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import parse_qs, urlsplit
+
+from tests.whatsapp_sim.engine import Engine, SimError
+
+STATIC = Path(__file__).resolve().parent / "static"
+MIN_CHROME = 85
+_CHROME_RE = re.compile(r"(?:Headless)?Chrome/(\d+)")
+
+
+def unsupported_reason(user_agent: str) -> str | None:
+    """Why WhatsApp would refuse this browser: a headless UA, or a Chrome older than 85."""
+    if "HeadlessChrome" in user_agent:
+        return "headless"
+    match = _CHROME_RE.search(user_agent)
+    if match and int(match.group(1)) < MIN_CHROME:
+        return "outdated"
+    return None
+
+
+class SimServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, port: int, engine: Engine, host: str = "127.0.0.1") -> None:
+        self.engine = engine
+        self.started = time.time()
+        super().__init__((host, port), Handler)
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: SimServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt: str, *args: Any) -> None:  # quiet: polls are many
+        if os.environ.get("WA_SIM_VERBOSE"):
+            super().log_message(fmt, *args)
+
+    # ------------------------------------------------------------------ plumbing
+    def _send(self, status: int, body: bytes, ctype: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, data: Any, status: int = 200) -> None:
+        self._send(status, json.dumps(data).encode(), "application/json")
+
+    def _body(self) -> dict[str, Any]:
+        length = int(self.headers.get("Content-Length") or 0)
+        if not length:
+            return {}
+        raw = self.rfile.read(length)
+        try:
+            data = json.loads(raw or b"{}")
+        except json.JSONDecodeError:
+            raise SimError("bad_json", "body is not JSON", 400)
+        if not isinstance(data, dict):
+            raise SimError("bad_json", "body must be a JSON object", 400)
+        return data
+
+    @property
+    def ua(self) -> str:
+        return self.headers.get("User-Agent", "")
+
+    # ------------------------------------------------------------------ routes
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        engine = self.server.engine
+        try:
+            if url.path == "/":
+                self._index()
+            elif url.path.startswith("/static/"):
+                self._static(url.path[len("/static/"):])
+            elif url.path == "/_sim/api/poll":
+                self._json(engine.page_poll(query.get("page_id", ""), query.get("mode", "")))
+            elif url.path == "/_sim/health":
+                self._json({"ok": True, "pid": os.getpid(), "port": self.server.server_port,
+                            "started": self.server.started})
+            elif url.path == "/_sim/devices":
+                self._json(engine.devices_view())
+            elif url.path == "/_sim/pages":
+                self._json({"pages": engine.pages_view()})
+            elif url.path == "/_sim/config":
+                self._json({"config": engine.config, "offline": engine.offline})
+            elif url.path == "/favicon.ico":
+                self._send(204, b"", "image/x-icon")
+            else:
+                self._send(404, b"<!doctype html><title>Not found</title><h1>Not found</h1>",
+                           "text/html; charset=utf-8")
+        except SimError as err:
+            self._json({"error": err.code, "message": str(err)}, err.status)
+
+    def do_POST(self) -> None:
+        url = urlsplit(self.path)
+        engine = self.server.engine
+        try:
+            body = self._body()
+            route: dict[str, Callable[[], Any]] = {
+                "/_sim/api/qr": lambda: engine.page_qr(body["page_id"], self.ua),
+                "/_sim/api/login": lambda: engine.page_login(
+                    body["page_id"], body["device_id"], body["secret"], body.get("salt"), self.ua),
+                "/_sim/api/passkey": lambda: engine.page_passkey(
+                    body["page_id"], body["device_id"], body["secret"]),
+                "/_sim/api/use_here": lambda: engine.page_use_here(body["page_id"]),
+                "/_sim/api/close_conflict": lambda: engine.page_close_conflict(body["page_id"]),
+                "/_sim/api/bye": lambda: engine.page_bye(body.get("page_id", "")),
+                "/_sim/api/client_logout": lambda: engine.page_client_logout(
+                    body.get("page_id", ""), body.get("device_id"), body.get("reason", "")),
+                "/_sim/phone/link": lambda: engine.phone_link(body.get("qr"), body.get("account")),
+                "/_sim/phone/revoke": lambda: {"revoked": engine.phone_revoke(
+                    body.get("device_id"), body.get("reason"))},
+                "/_sim/conflict": lambda: {"pages": engine.conflict(body.get("device_id"))},
+                "/_sim/offline": lambda: engine.set_offline(True),
+                "/_sim/online": lambda: engine.set_offline(False),
+                "/_sim/config": lambda: {"config": engine.configure(body)},
+            }
+            handler = route.get(url.path)
+            if handler is None:
+                raise SimError("not_found", f"no route {url.path}", 404)
+            try:
+                result = handler()
+            except KeyError as missing:
+                raise SimError("bad_request", f"missing field {missing}", 400)
+            self._json(result if result is not None else {"ok": True})
+        except SimError as err:
+            self._json({"error": err.code, "message": str(err)}, err.status)
+
+    # ------------------------------------------------------------------ pages
+    def _index(self) -> None:
+        reason = unsupported_reason(self.ua)
+        if reason:
+            html = (STATIC / "unsupported.html").read_text()
+        else:
+            cfg = self.server.engine.config
+            page_cfg = {k: cfg[k] for k in ("loading_seconds", "expose_internal", "poll_ms")}
+            html = (STATIC / "index.html").read_text().replace("/*CONFIG*/null", json.dumps(page_cfg))
+        self._send(200, html.encode(), "text/html; charset=utf-8")
+
+    def _static(self, name: str) -> None:
+        path = (STATIC / name).resolve()
+        if STATIC not in path.parents or not path.is_file():
+            self._send(404, b"not found", "text/plain")
+            return
+        ctype = {"js": "text/javascript", "css": "text/css"}.get(path.suffix[1:], "text/plain")
+        self._send(200, path.read_bytes(), ctype + "; charset=utf-8")
+
+
+def serve(port: int, engine: Engine) -> SimServer:
+    """Binds now (so callers know the port answers) and serves on a background thread."""
+    server = SimServer(port, engine)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
+                              name="wa-sim-http", daemon=True)
+    thread.start()
+    return server
