@@ -8,7 +8,9 @@ a temp file, which ``list()`` ignores and the next ``create()``/``rotate()`` rem
 
 Hot backups (browser running): each LevelDB store is first snapshotted into a private staging
 folder — CURRENT, then the MANIFEST it names, then the tables/logs listed *after* that copy
-(tables hard-linked: LevelDB never rewrites them), retried when a file vanished or CURRENT moved.
+(tables hard-linked: LevelDB never rewrites them); taken again when a file vanished, CURRENT
+moved or the MANIFEST grew meanwhile (LevelDB logs every version edit there before it deletes
+a table, so an unchanged MANIFEST means every table it names was copied).
 """
 
 from __future__ import annotations
@@ -171,8 +173,11 @@ class _Stager:
                 manifest = current.decode("ascii", "replace").strip()
                 if not manifest.startswith("MANIFEST-") or "/" in manifest or "\\" in manifest:
                     raise _Vanished()  # CURRENT mid-write
-                # Files listed after the MANIFEST copy include every table that copy names.
+                # Files listed after the MANIFEST copy include every table that copy names,
+                # unless a compaction deleted some meanwhile: that appends to the MANIFEST
+                # first, which the size check below catches.
                 self._copy(f"{store}/{manifest}", link=False)
+                copied_size = (self.stage / store / manifest).stat().st_size
                 listed = [
                     rel
                     for rel in self._list()
@@ -183,7 +188,7 @@ class _Stager:
                 for rel in listed:
                     self._copy(rel, link=rel.endswith(_TABLE_SUFFIXES))
                 self._write(f"{store}/CURRENT", current)
-                if (live / "CURRENT").read_bytes() == current:
+                if (live / "CURRENT").read_bytes() == current and (live / manifest).stat().st_size == copied_size:
                     return [f"{store}/CURRENT", f"{store}/{manifest}", *listed]
             except (FileNotFoundError, _Vanished):
                 pass
@@ -441,13 +446,23 @@ def _parse_time(text: Any) -> datetime | None:
 class BackupStore:
     """Create, list, verify, restore and rotate encrypted backups in one folder."""
 
-    def __init__(self, backups_dir: Path, key: bytes, *, keep: int = 5, work_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        backups_dir: Path,
+        key: bytes,
+        *,
+        keep: int = 5,
+        work_dir: Path | None = None,
+        compress: bool = True,
+    ) -> None:
+        """``compress``: deflate the chunks that shrink (see crypto.py); off only for benchmarks."""
         if len(key) != 32:
             raise ValueError("the backup key must be 32 bytes")
         self.backups_dir = Path(backups_dir)
         self.keep = max(1, int(keep))
         self.work_dir = Path(work_dir) if work_dir is not None else None
         self._key = key
+        self._compress = compress
         self._key_id = key_id(key)
         self._lock = threading.RLock()
         self._active: set[Path] = set()
@@ -576,7 +591,7 @@ class BackupStore:
                 where = self.backups_dir
                 fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
                 with os.fdopen(fd, "wb") as raw:
-                    writer = EncryptingWriter(raw, self._key, meta)
+                    writer = EncryptingWriter(raw, self._key, meta, compress=self._compress)
                     write_payload(writer, stage, files, manifest)
                     writer.close()
                     raw.flush()

@@ -15,7 +15,7 @@ File layout (all integers big-endian)::
 - ``key_id`` = HMAC-SHA256(key, "linda-key-id")[:8] tells "made with another key" (WrongKey)
   apart from damage (BackupCorrupt); ``check`` (truncated SHA-256 of the header) makes a flipped
   key-id byte read as damage, not as a wrong key.
-- A chunk is stored deflated only when a sample of it shrinks by >= 10 %; Chromium's LevelDB
+- A chunk is stored deflated only when a sample of it shrinks by >= 20 %; Chromium's LevelDB
   tables are already snappy-compressed, so most chunks are stored raw (no CPU spent on them).
 
 Nothing here holds more than one chunk in memory.
@@ -49,7 +49,7 @@ TAG_SIZE = 16
 _FIXED = struct.Struct(">8sBBI16s7s8sH")  # magic .. meta_len
 _FINAL_BIT = 0x8000_0000
 _RAW, _DEFLATE = 0, 1
-_SAMPLE = 64 * 1024
+_SAMPLE = 8 * 1024  # two samples per chunk (start and middle)
 _HKDF_INFO = b"linda-backup-v1 file key"
 
 DAMAGED_FIX = "Restore another backup (the app tries the next one), or take a new backup"
@@ -153,8 +153,9 @@ def _aad(digest: bytes, index: int, final: bool) -> bytes:
 def _pack(data: bytes, compress: bool) -> bytes:
     """Chunk body: deflate it only when a sample shows it is worth it."""
     if compress and data:
-        sample = data[:_SAMPLE]
-        if len(zlib.compress(sample, 1)) <= 0.9 * len(sample):
+        middle = len(data) // 2
+        sample = data[:_SAMPLE] + data[middle : middle + _SAMPLE]
+        if len(zlib.compress(sample, 1)) <= 0.8 * len(sample):
             packed = zlib.compress(data, 1)
             if len(packed) < len(data):
                 return bytes([_DEFLATE]) + packed

@@ -10,9 +10,9 @@ import json
 import os
 import secrets
 import stat
+import multiprocessing
 import subprocess
 import tarfile
-import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -445,39 +445,60 @@ def test_disk_full(store: BackupStore, data: Path) -> None:
 # ---- hot backups: a store that keeps compacting while we copy it ----------------------------
 
 
-class ChurningStore(threading.Thread):
-    """Mimics LevelDB compaction: writes new tables, a new MANIFEST naming them, swaps CURRENT
-    (temp + rename), then deletes the old MANIFEST and tables — as fast as it can."""
+class ChurningStore(multiprocessing.Process):
+    """Mimics LevelDB under heavy writes, in its own process (as the browser is): every round
+    writes two new tables, appends a version edit (+new, -obsolete) to the MANIFEST, then
+    deletes the obsolete table at once; every 25 rounds it starts a new MANIFEST and swaps
+    CURRENT (temp + rename), as a reopen does."""
 
     def __init__(self, store_dir: Path) -> None:
         super().__init__(daemon=True)
-        self.dir, self.stop, self.rounds = store_dir, threading.Event(), 0
+        self.dir, self.stop, self.shared_rounds = store_dir, multiprocessing.Event(), multiprocessing.Value("i", 0)
+        self.rounds = 0
 
     @staticmethod
     def table_bytes(number: int) -> bytes:
         return hashlib.sha256(str(number).encode()).digest() * 2048  # 64 KiB, content tied to the name
 
     def run(self) -> None:
-        number, manifest_no, tables = 100, 2, [99]
+        number, manifest_no, live = 100, 2, [99]
         (self.dir / "000099.ldb").write_bytes(self.table_bytes(99))
+        manifest = self.dir / f"MANIFEST-{manifest_no:06d}"
+        manifest.write_text("+000099.ldb\n")
+        self._point_current_to(manifest)
         while not self.stop.is_set():
             new = [number, number + 1]
             for n in new:
                 (self.dir / f"{n:06d}.ldb").write_bytes(self.table_bytes(n))
-            manifest = f"MANIFEST-{manifest_no:06d}"
-            (self.dir / manifest).write_text("\n".join(f"{n:06d}.ldb" for n in [tables[-1], *new]))
-            (self.dir / "000001.dbtmp").write_text(manifest + "\n")
-            os.replace(self.dir / "000001.dbtmp", self.dir / "CURRENT")
-            old_manifest = f"MANIFEST-{manifest_no - 1:06d}"
-            with contextlib.suppress(FileNotFoundError):
-                (self.dir / old_manifest).unlink()
-            for n in tables[:-1]:
-                with contextlib.suppress(FileNotFoundError):
-                    (self.dir / f"{n:06d}.ldb").unlink()
-            tables = [tables[-1], *new]
+            obsolete = live[:-1]
+            if self.rounds % 25 == 24:
+                old_manifest = manifest
+                manifest_no += 1
+                manifest = self.dir / f"MANIFEST-{manifest_no:06d}"
+                manifest.write_text("".join(f"+{n:06d}.ldb\n" for n in [live[-1], *new]))
+                self._point_current_to(manifest)
+                old_manifest.unlink()
+            else:
+                with open(manifest, "a") as handle:
+                    handle.write("".join(f"+{n:06d}.ldb\n" for n in new) + "".join(f"-{n:06d}.ldb\n" for n in obsolete))
+            for n in obsolete:
+                (self.dir / f"{n:06d}.ldb").unlink()
+            live = [live[-1], *new]
             number += 2
-            manifest_no += 1
             self.rounds += 1
+            self.shared_rounds.value = self.rounds
+            time.sleep(0.001)
+
+    def _point_current_to(self, manifest: Path) -> None:
+        (self.dir / "000001.dbtmp").write_text(manifest.name + "\n")
+        os.replace(self.dir / "000001.dbtmp", self.dir / "CURRENT")
+
+    @staticmethod
+    def live_tables(manifest_text: str) -> set[str]:
+        live: set[str] = set()
+        for line in manifest_text.splitlines():
+            (live.add if line.startswith("+") else live.discard)(line[1:])
+        return live
 
 
 def test_hot_backup_of_a_changing_store_is_consistent(store: BackupStore, data: Path) -> None:
@@ -492,17 +513,17 @@ def test_hot_backup_of_a_changing_store_is_consistent(store: BackupStore, data: 
     churn.start()
     try:
         time.sleep(0.05)
-        ids = [store.create(profile_dir, origin_url=origin).id for _ in range(8)]
+        ids = [store.create(profile_dir, origin_url=origin).id for _ in range(30)]
     finally:
         churn.stop.set()
         churn.join(5)
-    assert churn.rounds > 20
+    assert churn.shared_rounds.value > 10
     for n, backup_id in enumerate(ids):
         dest = data / f"x{n}"
         store.extract(backup_id, dest)
         copy = dest / idb.relative_to(profile_dir)
         manifest = (copy / "CURRENT").read_text().strip()
-        named = [line for line in (copy / manifest).read_text().splitlines() if line]
+        named = ChurningStore.live_tables((copy / manifest).read_text())
         assert named, "the snapshot names its tables"
         for table in named:
             assert (copy / table).read_bytes() == ChurningStore.table_bytes(int(table[:6])), table
