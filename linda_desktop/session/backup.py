@@ -647,10 +647,12 @@ class BackupStore:
             dest.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
             raise _storage_error(exc, dest.parent) from exc
+        sink = _FolderSink(dest)
         try:
-            manifest = self._read(backup_id, _FolderSink(dest))
-            for folder in sorted({(dest / f["path"]).parent for f in manifest["files"]}, reverse=True):
-                fsync_dir(folder)
+            manifest = self._read(backup_id, sink)
+            for folder in sorted(sink.dirs, key=lambda p: len(p.parts), reverse=True):
+                fsync_dir(folder)  # the restored files must survive a power cut once swapped in
+            fsync_dir(dest.parent)
             return manifest
         except BaseException:
             if created:
