@@ -1,0 +1,113 @@
+"""Tray messages for the few things an owner must hear about, each said once (rate-limited).
+
+The Notifier decides *what* to say from the bridge's signals; a ``show(title, body, level)``
+callable decides *where* (the tray balloon, or the StatusWindow's banner when there is no tray).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from PySide6.QtCore import QObject, Slot
+
+from linda_desktop.core.events import SessionState, StateChanged
+from linda_desktop.ui.menu_model import NEEDS_OWNER, humanize_reason, is_link_stalled
+
+INFO, WARNING, CRITICAL = "info", "warning", "critical"
+ShowFn = Callable[[str, str, str], None]
+
+# Notice kinds (or ERROR reasons) worth a message: title, level, body when the service gave none.
+NOTICE_TITLES = {
+    "backup_failed": ("Backup failed", WARNING,
+                      "Your session is still running; Linda Desktop will try again later."),
+    "browser_missing": ("No browser found", CRITICAL,
+                        "Install Google Chrome, Microsoft Edge or Chromium, then start Linda Desktop again."),
+    "keyring_unavailable": ("Backups cannot be encrypted", CRITICAL,
+                            "No system keyring is available. Open Diagnostics to see how to fix it."),
+    "restore_failed": ("Restore failed", WARNING, "The current session was left as it was."),
+    "service_failed": ("Linda Desktop stopped", CRITICAL, "Open Diagnostics to see why."),
+}
+
+
+@dataclass
+class Message:
+    key: str
+    title: str
+    body: str
+    level: str = INFO
+
+
+class Notifier(QObject):
+    """Turns events into messages. The same message (by key) is not repeated within
+    ``min_interval`` seconds, so a flapping connection does not flood the desktop."""
+
+    def __init__(self, show: ShowFn, *, min_interval: float = 600.0,
+                 clock: Callable[[], float] = time.monotonic, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._show = show
+        self._min_interval = min_interval
+        self._clock = clock
+        self._last_shown: dict[str, float] = {}
+        self._state: SessionState | None = None
+        self._reason: str | None = None
+        self.sent: list[Message] = []  # what was actually shown (tests, diagnostics)
+        self.enabled = True  # False: decide and record, but show nothing (screenshots)
+
+    def notify(self, message: Message) -> bool:
+        now = self._clock()
+        last = self._last_shown.get(message.key)
+        if last is not None and now - last < self._min_interval:
+            return False
+        self._last_shown[message.key] = now
+        self.sent.append(message)
+        if self.enabled:
+            self._show(message.title, message.body, message.level)
+        return True
+
+    @Slot(object)
+    def on_state(self, event: StateChanged) -> None:
+        previous, self._state, self._reason = self._state, event.state, event.reason
+        state = event.state
+        if state == previous and not is_link_stalled(state, event.reason):
+            return
+        if state == SessionState.CONNECTED and previous in NEEDS_OWNER:
+            self.notify(Message("linked", "Linked — WhatsApp is connected",
+                                "Linda Desktop keeps this session alive and backs it up."))
+        elif state == SessionState.NEEDS_LINK and is_link_stalled(state, event.reason):
+            self.notify(Message("link_stalled", "Finish linking on this computer",
+                                "WhatsApp asks to finish linking here. Open Linda Desktop to continue.",
+                                WARNING))
+        elif state == SessionState.NEEDS_LINK:
+            self.notify(Message("needs_link", "WhatsApp needs linking",
+                                "Scan the QR code with your phone: WhatsApp → Linked devices.", WARNING))
+        elif state == SessionState.LOGGED_OUT:
+            body = "Your phone removed this computer from its linked devices. Link it again to continue."
+            if event.reason:
+                body = f"{body} ({humanize_reason(event.reason)})"
+            self.notify(Message("logged_out", "Logged out by your phone", body, WARNING))
+        elif state == SessionState.ERROR and event.reason:
+            kind, _, detail = event.reason.partition(":")
+            if kind.strip() in NOTICE_TITLES:
+                title, level, default = NOTICE_TITLES[kind.strip()]
+                self.notify(Message(kind.strip(), title, detail.strip() or default, level))
+            else:
+                self.notify(Message(f"error:{event.reason}", "Linda Desktop has a problem",
+                                    humanize_reason(event.reason).capitalize(), CRITICAL))
+
+    @Slot(object)
+    def on_restored(self, info: dict) -> None:
+        self.notify(Message(f"restored:{info.get('from_id', '')}", "Session restored",
+                            "WhatsApp was restored from your latest backup and is starting again."))
+
+    @Slot(str, str)
+    def on_notice(self, kind: str, message: str) -> None:
+        if kind in NOTICE_TITLES:
+            title, level, default = NOTICE_TITLES[kind]
+        elif kind.endswith(("_failed", "_missing", "_unavailable")):
+            title, level, default = kind.replace("_", " ").capitalize(), WARNING, ""
+        else:
+            return  # informational notices stay in the log
+        # Keyed by kind only: the same problem reworded must not show twice in a row.
+        self.notify(Message(kind, title, message or default, level))

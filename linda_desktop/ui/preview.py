@@ -1,0 +1,189 @@
+"""Show the real tray UI fed with fixed events, without a browser (README screenshots, demos).
+
+    python -m linda_desktop.ui.preview qr          # the QR window with a code
+    python -m linda_desktop.ui.preview expired     # … the code expired
+    python -m linda_desktop.ui.preview stalled     # … WhatsApp asks to finish on this computer
+    python -m linda_desktop.ui.preview restoring   # … restoring from a backup
+    python -m linda_desktop.ui.preview menu        # connected, with backups: the tray menu
+    python -m linda_desktop.ui.preview status      # the status window (as without a tray)
+    python -m linda_desktop.ui.preview diagnostics | about
+
+Everything shown is the real UI (bridge, tray controller, windows); only the service is replaced
+by ``ScriptedService``, which plays a fixed list of events. Prints one JSON line
+``{"ready": true, "tray": [x, y, w, h] | null, ...}`` once the scene is up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import string
+import sys
+import tempfile
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from PySide6.QtCore import QPoint, QTimer
+
+from linda_desktop.core.events import (BackupMade, Event, QrCode, SessionState, StateChanged)
+from linda_desktop.paths import resolve_paths
+
+SCENES = ("qr", "expired", "stalled", "restoring", "menu", "status", "diagnostics", "about")
+
+
+def sample_payload(seed: int = 7) -> str:
+    """A payload shaped like WhatsApp's (ref,publicKey,identityKey,advSecret) — not a real one."""
+    rnd = random.Random(seed)
+    b64 = string.ascii_letters + string.digits + "+/"
+
+    def part(n: int) -> str:
+        return "".join(rnd.choice(b64) for _ in range(n))
+
+    return f"2@{part(88)},{part(43)}=,{part(43)}=,{part(43)}=,1"
+
+
+def sample_backups(now: datetime) -> list[dict[str, Any]]:
+    stamps = [now - timedelta(minutes=18), now - timedelta(hours=6, minutes=3),
+              now - timedelta(hours=12, minutes=11), now - timedelta(days=1, hours=2),
+              now - timedelta(days=2, hours=5)]
+    return [{"id": f"backup-{i}", "created_at": t.isoformat(), "known_good": i == 1}
+            for i, t in enumerate(stamps)]
+
+
+class ScriptedService:
+    """Service-shaped stand-in for previews only: plays ``events`` and answers commands."""
+
+    def __init__(self, on_event, events: list[Event], backups: list[dict[str, Any]]) -> None:
+        self.on_event = on_event
+        self.events = events
+        self.backups = backups
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+
+    async def run(self) -> None:
+        self._stop = asyncio.Event()
+        for event in self.events:
+            self.on_event(event)
+            await asyncio.sleep(0.05)
+        await self._stop.wait()
+
+    def request_stop(self) -> None:
+        if self.loop is not None and self._stop is not None:
+            self.loop.call_soon_threadsafe(self._stop.set)
+
+    def list_backups(self) -> list[dict[str, Any]]:
+        return list(self.backups)
+
+    async def backup_now(self) -> dict[str, Any]:
+        await asyncio.sleep(1.0)
+        self.on_event(BackupMade(id="backup-new", size=2_400_000, seconds=1.0, reason="manual"))
+        return {"id": "backup-new"}
+
+    async def restore(self, backup_id: str | None = None) -> dict[str, Any]:
+        await asyncio.sleep(1.0)
+        return {"id": backup_id}
+
+    async def relink(self) -> None:
+        self.on_event(StateChanged(SessionState.NEEDS_LINK))
+        await asyncio.sleep(0.8)
+        self.on_event(QrCode(sample_payload(11)))
+
+    async def show_new_qr(self) -> None:
+        await asyncio.sleep(0.8)
+        self.on_event(QrCode(sample_payload(13)))
+
+    async def finish_in_visible_browser(self) -> None:
+        await asyncio.sleep(0.5)
+
+
+def scene_events(scene: str) -> list[Event]:
+    link = [StateChanged(SessionState.STARTING), StateChanged(SessionState.NEEDS_LINK),
+            QrCode(sample_payload())]
+    if scene == "qr":
+        return link
+    if scene == "expired":
+        return link + [QrCode(sample_payload(), idle=True)]
+    if scene == "stalled":
+        return link + [StateChanged(SessionState.NEEDS_LINK, reason="link_stalled: passkey")]
+    if scene == "restoring":
+        return [StateChanged(SessionState.STARTING), StateChanged(SessionState.RESTORING)]
+    return [StateChanged(SessionState.STARTING),
+            StateChanged(SessionState.CONNECTED, account="+31 6 1234 5678")]
+
+
+class _PreviewAutostart:
+    """Start at login shown as on; toggling only changes this object (a preview must not
+    write the machine's autostart entry)."""
+
+    enabled = True
+
+    def enable(self) -> None:
+        self.enabled = True
+
+    def disable(self) -> None:
+        self.enabled = False
+
+    def is_enabled(self) -> bool:
+        return self.enabled
+
+    def describe(self) -> str:
+        return "preview (not written)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m linda_desktop.ui.preview")
+    parser.add_argument("scene", choices=SCENES)
+    parser.add_argument("--popup", action="store_true", help="menu: open the menu by itself")
+    parser.add_argument("--seconds", type=float, default=0, help="quit after this long (0: never)")
+    args = parser.parse_args(argv)
+
+    from linda_desktop.ui.main import TrayApp
+
+    data = tempfile.mkdtemp(prefix="linda-preview-")
+    paths = resolve_paths(data)
+    now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    backups = sample_backups(now)
+    events = scene_events(args.scene)
+    tray_available = False if args.scene == "status" else None
+    app = TrayApp(lambda on_event: ScriptedService(on_event, events, backups), paths=paths,
+                  background=True, autostart=_PreviewAutostart(), tray_available=tray_available,
+                  diagnostics=lambda: {"browser": "/usr/bin/chromium (found)",
+                                       "keyring": "SecretService (unlocked)",
+                                       "backups": f"{len(backups)} (newest 18 minutes ago)",
+                                       "log file": str(paths.log_file)},
+                  confirm=lambda *_: True)
+    controller = app.controller
+    controller.notifier.enabled = False  # no balloons over the screenshots
+
+    def stage() -> None:
+        if args.scene in ("qr", "expired", "stalled", "restoring"):
+            app.qr_window.bring_forward()
+        elif args.scene == "status":
+            app.status_window.bring_forward()
+        elif args.scene == "diagnostics":
+            controller.show_diagnostics()
+        elif args.scene == "about":
+            controller.trigger("about")
+        elif args.scene == "menu" and args.popup:
+            geo = controller.tray.geometry() if controller.tray else None
+            at = QPoint(geo.x(), geo.y() + geo.height()) if geo and geo.isValid() else QPoint(600, 30)
+            controller.popup_menu(at)
+        QTimer.singleShot(400, report)
+
+    def report() -> None:
+        geo = controller.tray.geometry() if controller.tray else None
+        print(json.dumps({"ready": True, "scene": args.scene,
+                          "tray": [geo.x(), geo.y(), geo.width(), geo.height()] if geo else None}),
+              flush=True)
+
+    app.start()
+    QTimer.singleShot(600, stage)
+    if args.seconds:
+        QTimer.singleShot(int(args.seconds * 1000), controller.quit)
+    return app.app.exec()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
