@@ -443,30 +443,46 @@ def _parse_time(text: Any) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
+def list_backups(backups_dir: Path) -> list[BackupInfo]:
+    """List backups without the key (headers are plaintext); ``key_matches`` is then not checked."""
+    return BackupStore(backups_dir, None).list()
+
+
 class BackupStore:
-    """Create, list, verify, restore and rotate encrypted backups in one folder."""
+    """Create, list, verify, restore and rotate encrypted backups in one folder.
+
+    ``key`` may be None for a store that only lists (status, `backups` without a keyring).
+    """
 
     def __init__(
         self,
         backups_dir: Path,
-        key: bytes,
+        key: bytes | None,
         *,
         keep: int = 5,
         work_dir: Path | None = None,
         compress: bool = True,
     ) -> None:
         """``compress``: deflate the chunks that shrink (see crypto.py); off only for benchmarks."""
-        if len(key) != 32:
+        if key is not None and len(key) != 32:
             raise ValueError("the backup key must be 32 bytes")
         self.backups_dir = Path(backups_dir)
         self.keep = max(1, int(keep))
         self.work_dir = Path(work_dir) if work_dir is not None else None
         self._key = key
         self._compress = compress
-        self._key_id = key_id(key)
+        self._key_id = key_id(key) if key is not None else None
         self._lock = threading.RLock()
         self._active: set[Path] = set()
         self.last_replaced: Path | None = None  # where restore() put the previous live profile
+
+    def _key_or_raise(self) -> bytes:
+        if self._key is None:
+            from linda_desktop.core.errors import KeyringUnavailable
+
+            raise KeyringUnavailable("No backup key is available", "install and unlock a keyring, "
+                                     "or set a backup passphrase with LINDA_BACKUP_PASSPHRASE")
+        return self._key
 
     # ---- listing -------------------------------------------------------------------------
 
@@ -490,7 +506,7 @@ class BackupStore:
                 size = os.fstat(handle.fileno()).st_size
             created = _parse_time(header.meta.get("created_at"))
             reason = str(header.meta.get("reason", "unknown"))
-            matches = header.key_id == self._key_id
+            matches = self._key_id is None or header.key_id == self._key_id
         except BackupCorrupt:
             size = path.stat().st_size
             reason = "unreadable"
@@ -591,7 +607,7 @@ class BackupStore:
                 where = self.backups_dir
                 fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
                 with os.fdopen(fd, "wb") as raw:
-                    writer = EncryptingWriter(raw, self._key, meta, compress=self._compress)
+                    writer = EncryptingWriter(raw, self._key_or_raise(), meta, compress=self._compress)
                     write_payload(writer, stage, files, manifest)
                     writer.close()
                     raw.flush()
@@ -622,7 +638,7 @@ class BackupStore:
         info = self.get(backup_id)
         try:
             with open(info.path, "rb") as handle:
-                reader = DecryptingReader(handle, self._key)
+                reader = DecryptingReader(handle, self._key_or_raise())
                 return read_payload(reader, sink)
         except (BackupCorrupt, WrongKey) as exc:
             log.warning("Backup %s refused: %s", backup_id, exc.message)
