@@ -15,6 +15,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any, Callable, Protocol
 
+from linda_desktop.ui import qt_compat  # noqa: F401 - must load before any emit
 from PySide6.QtCore import QCoreApplication, QEventLoop, QObject, Signal, Slot
 
 from linda_desktop.core.events import BackupMade, Event, Notice, QrCode, Restored, StateChanged
@@ -214,6 +215,21 @@ class ServiceBridge(QObject):
 
     def finish_in_visible_browser(self) -> None:
         self._submit(FINISH_VISIBLE, lambda s: s.finish_in_visible_browser())
+
+    def call_in_service_thread(self, fn: Callable[[], Any], timeout: float = 15.0) -> Any:
+        """Run a plain function on the service's loop thread and wait for its result.
+        For worker threads only (e.g. Diagnostics); the GUI thread must never wait."""
+        if threading.current_thread() is threading.main_thread():
+            raise RuntimeError("call_in_service_thread would block the GUI thread")
+        with self._lock:
+            loop = self._loop
+        if loop is None or not self.running:
+            raise RuntimeError("the service is not running")
+
+        async def call() -> Any:
+            return fn()
+
+        return asyncio.run_coroutine_threadsafe(call(), loop).result(timeout)
 
     def list_backups(self) -> None:
         """Ask for the backup list; it arrives as ``commandDone("list_backups", [dict, …])``."""

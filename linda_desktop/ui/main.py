@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import signal
 import sys
-from typing import Callable
+from typing import Any, Callable
 
+from linda_desktop.ui import qt_compat  # noqa: F401 - must load before any emit
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtWidgets import QApplication
 
@@ -44,12 +45,15 @@ class TrayApp(QObject):
 
     def __init__(self, service_factory: ServiceFactory, *, paths: AppPaths, background: bool,
                  autostart: Autostart | None | str = "default", diagnostics: ReportSource | None = None,
-                 confirm: ConfirmFn | None = None, tray_available: bool | None = None) -> None:
+                 confirm: ConfirmFn | None = None, tray_available: bool | None = None,
+                 wa_url: str | None = None, browser: str | None = None) -> None:
         super().__init__()
         self.app = make_application()
         self.paths = paths
         self.background = background
         self.bridge = ServiceBridge(service_factory, self)
+        if diagnostics is None and wa_url is not None:
+            diagnostics = self._report_source(wa_url, browser)
         self.qr_window = QrWindow()
         self.status_window = StatusWindow()
         self.controller = TrayController(self.bridge, paths=paths, qr_window=self.qr_window,
@@ -61,6 +65,21 @@ class TrayApp(QObject):
         # OS log-off / shutdown: Qt quits the loop; the service still flushes and backs up.
         self.app.aboutToQuit.connect(lambda: self.bridge.shutdown())
         self._exit_code = 0
+
+    def _report_source(self, wa_url: str, browser: str | None) -> ReportSource:
+        """``diagnostics.report`` with the running service's own status (read on its loop)."""
+        def report() -> str:
+            from linda_desktop.diagnostics import report as full_report
+
+            status = None
+            service = self.bridge.service
+            if service is not None and hasattr(service, "status"):
+                try:
+                    status = self.bridge.call_in_service_thread(service.status, timeout=15)
+                except Exception as exc:  # noqa: BLE001 - fall back to the on-disk status
+                    log.info("live status unavailable for diagnostics: %s", exc)
+            return full_report(self.paths, wa_url=wa_url, browser=browser, status=status)
+        return report
 
     def start(self) -> None:
         self.controller.show()
@@ -130,14 +149,22 @@ class _quit_on_signals:
 
 def run_tray(service_factory: ServiceFactory, *, paths: AppPaths, background: bool,
              show_window_requests: Callable[[Callable[[], None]], None] | None = None,
+             wa_url: str | None = None, browser: str | None = None,
+             on_service_ready: Callable[[Any, Callable[[], None]], None] | None = None,
              diagnostics: ReportSource | None = None) -> int:
     """Run the tray app until Quit; returns the exit code.
 
     ``service_factory(on_event)`` builds the SessionService. ``background``: start without a
-    window unless linking is needed. ``show_window_requests``, when given, is called once with a
-    thread-safe callback that brings the window forward (wire the single-instance channel to it).
+    window unless linking is needed. ``show_window_requests``, when given, is called at once with
+    a thread-safe callback that brings the window forward; ``on_service_ready(service, show)`` is
+    called on the GUI thread once the service exists and its loop runs (wire the single-instance
+    channel there). ``wa_url``/``browser`` feed the Diagnostics report
+    (``linda_desktop.diagnostics.report``) unless ``diagnostics`` is given.
     """
-    tray = TrayApp(service_factory, paths=paths, background=background, diagnostics=diagnostics)
+    tray = TrayApp(service_factory, paths=paths, background=background, diagnostics=diagnostics,
+                   wa_url=wa_url, browser=browser)
     if show_window_requests is not None:
         show_window_requests(tray.request_show)
+    if on_service_ready is not None:
+        tray.bridge.started.connect(lambda: on_service_ready(tray.bridge.service, tray.request_show))
     return tray.exec()

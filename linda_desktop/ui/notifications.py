@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from linda_desktop.ui import qt_compat  # noqa: F401 - must load before any emit
 from PySide6.QtCore import QObject, Slot
 
 from linda_desktop.core.events import SessionState, StateChanged
@@ -60,6 +61,11 @@ class Notifier(QObject):
         last = self._last_shown.get(message.key)
         if last is not None and now - last < self._min_interval:
             return False
+        # The service often reports one problem twice (a Notice, then an error state with the
+        # same words): say it once.
+        if any(m.body == message.body and now - self._last_shown.get(m.key, -1e18) < self._min_interval
+               for m in self.sent[-5:]):
+            return False
         self._last_shown[message.key] = now
         self.sent.append(message)
         if self.enabled:
@@ -94,7 +100,7 @@ class Notifier(QObject):
                 self.notify(Message(kind.strip(), title, detail.strip() or default, level))
             else:
                 self.notify(Message(f"error:{event.reason}", "Linda Desktop has a problem",
-                                    humanize_reason(event.reason).capitalize(), CRITICAL))
+                                    _sentence(humanize_reason(event.reason)), CRITICAL))
 
     @Slot(object)
     def on_restored(self, info: dict) -> None:
@@ -111,3 +117,7 @@ class Notifier(QObject):
             return  # informational notices stay in the log
         # Keyed by kind only: the same problem reworded must not show twice in a row.
         self.notify(Message(kind, title, message or default, level))
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]

@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
+from linda_desktop.ui import qt_compat  # noqa: F401 - must load before any emit
 from PySide6.QtCore import QObject, QPoint, QUrl, Signal, Slot
 from PySide6.QtGui import QAction, QDesktopServices, QGuiApplication, QIcon, QPalette
 from PySide6.QtWidgets import QApplication, QMenu, QMessageBox, QSystemTrayIcon, QWidget
@@ -25,7 +26,7 @@ from linda_desktop.ui import bridge as cmd
 from linda_desktop.ui import menu_model as mm
 from linda_desktop.ui.about import AboutDialog
 from linda_desktop.ui.bridge import ServiceBridge
-from linda_desktop.ui.diagnostics import DiagnosticsDialog, ReportSource
+from linda_desktop.ui.diagnostics import DiagnosticsDialog, ReportSource, format_report
 from linda_desktop.ui.icons import app_icon, tray_icon
 from linda_desktop.ui.notifications import CRITICAL, INFO, WARNING, Message, Notifier
 from linda_desktop.ui.qr_window import QrWindow
@@ -380,16 +381,10 @@ class TrayController(QObject):
         extra = self._diagnostics
 
         def report() -> str:
-            from linda_desktop.ui.diagnostics import format_report
             text = format_report({"Linda Desktop": ui})
-            source = extra
-            if source is None:
-                try:
-                    from linda_desktop.diagnostics import report as lead_report
-                    source = lambda: lead_report(self.paths)  # noqa: E731
-                except ImportError:
-                    return text
-            more = source() if callable(source) else source
+            if extra is None:
+                return text
+            more = extra() if callable(extra) else extra
             return text + "\n" + format_report(more)
 
         return report

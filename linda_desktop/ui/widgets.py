@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import segno
+from linda_desktop.ui import qt_compat  # noqa: F401 - must load before any emit
 from PySide6.QtCore import QRect, QRectF, QSize, Qt, QTimer
 from PySide6.QtGui import QColor, QImage, QPainter, QPaintEvent, QPen
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSizePolicy, QWidget
@@ -140,7 +141,7 @@ class StepRow(QWidget):
         badge.setAlignment(Qt.AlignmentFlag.AlignCenter)
         badge.setFixedSize(26, 26)
         badge.setStyleSheet(f"QLabel#stepNumber {{ background: {ACCENT}; color: white; border-radius: 13px;"
-                            " font-weight: bold; }}")
+                            " font-weight: bold; }")
         self.text = QLabel(html)
         self.text.setTextFormat(Qt.TextFormat.RichText)
         self.text.setWordWrap(True)
