@@ -28,13 +28,13 @@ def _keyring_info(paths: AppPaths, key_error: LindaError | None = None) -> dict[
     from linda_desktop.session.keystore import KeyStore
 
     keystore = KeyStore(paths.passphrase_file)
-    info: dict[str, Any] = {"backend": keystore.backend_name(), "ok": True, "error": None}
+    info: dict[str, Any] = {"backend": keystore.backend_name(), "ok": True, "error": None, "fix": None}
     try:
         keystore.check()
     except LindaError as exc:
-        info.update(ok=False, error=str(exc))
+        key_error = key_error or exc
     if key_error is not None:
-        info.update(ok=False, error=str(key_error))
+        info.update(ok=False, error=key_error.message, fix=key_error.fix)
     return info
 
 
@@ -117,13 +117,20 @@ def _when(value: Any) -> str:
     return str(value)
 
 
+def account_words(account: Any) -> str:
+    """The account as people read it: the phone number when known, else the id."""
+    if isinstance(account, dict):
+        return str(account.get("phone") or account.get("id") or "")
+    return str(account or "")
+
+
 def format_status(data: dict[str, Any]) -> str:
     state = data.get("state") or ("not running" if not data.get("running") else "unknown")
     lines = [
         f"Linda Desktop {data['version']} — {'running' if data.get('running') else 'not running'}",
         f"  Session:       {state}{' — ' + data['reason'] if data.get('reason') else ''}",
         f"  Linked:        {'yes' if data.get('linked') else 'no'}"
-        f"{' (' + data['account'] + ')' if data.get('account') else ''}",
+        f"{' (' + account_words(data.get('account')) + ')' if data.get('account') else ''}",
         f"  Profile:       {'ok' if data['profile'].get('ok') else '; '.join(data['profile'].get('problems') or ['missing'])}",
         f"  Restores:      {data.get('restore_count', 0)} (last: {_when(data.get('last_restore'))})",
         f"  Last backup:   {_when(data.get('last_backup'))}",
@@ -131,7 +138,7 @@ def format_status(data: dict[str, Any]) -> str:
         f"  Backups:       {len(data.get('backups', []))}"
         f"{' (last known good: ' + data['known_good'] + ')' if data.get('known_good') else ''}",
         f"  Keyring:       {data['keyring']['backend']}"
-        f"{'' if data['keyring']['ok'] else ' — ' + str(data['keyring']['error'])}",
+        f"{'' if data['keyring']['ok'] else ' — ' + str(data['keyring']['error']) + ' (' + str(data['keyring']['fix']) + ')'}",
         f"  Autostart:     {'on' if data['autostart'].get('enabled') else 'off'}",
         f"  Browser:       {data['browser']['path'] or data['browser']['error']}",
         f"  Data folder:   {data['data_dir']}",
@@ -149,9 +156,8 @@ def doctor_checks(paths: AppPaths, *, wa_url: str, browser: str | None) -> list[
                         "" if info["found"] else "install Google Chrome or Microsoft Edge, or run `playwright install chromium`,"
                         " or pass --browser PATH"))
     key = _keyring_info(paths)
-    checks.append(Check("keyring", key["ok"], key["backend"] if key["ok"] else str(key["error"]),
-                        "" if key["ok"] else "install and unlock a keyring (GNOME Keyring, KWallet, macOS Keychain,"
-                        " Windows Credential Manager), or set a backup passphrase (LINDA_BACKUP_PASSPHRASE)"))
+    checks.append(Check("keyring", key["ok"], key["backend"] if key["ok"] else f"{key['error']} ({key['backend']})",
+                        "" if key["ok"] else key["fix"] or "install and unlock a keyring, or set a backup passphrase"))
     checks.append(_data_dir_check(paths))
     checks.append(_disk_check(paths))
     checks.append(_profile_check(paths, wa_url))

@@ -34,7 +34,8 @@ class RedactingFilter(logging.Filter):
 
 
 def setup_logging(paths: AppPaths, *, verbose: bool = False, stderr: bool = True) -> Path:
-    """Log to ``paths.log_file`` (rotating, 1 MiB x 5) and, for warnings, to stderr."""
+    """Log to ``paths.log_file`` (rotating, 1 MiB x 5) and, for errors, to stderr (every
+    failure a command reports also reaches stderr as its one-line reason)."""
     paths.ensure(paths.logs)
     root = logging.getLogger()
     for handler in list(root.handlers):
@@ -53,7 +54,7 @@ def setup_logging(paths: AppPaths, *, verbose: bool = False, stderr: bool = True
         pass
     if stderr:
         console = logging.StreamHandler(sys.stderr)
-        console.setLevel(logging.DEBUG if verbose else logging.WARNING)
+        console.setLevel(logging.DEBUG if verbose else logging.ERROR)
         console.setFormatter(logging.Formatter("linda-desktop: %(levelname)s: %(message)s"))
         console.addFilter(RedactingFilter())
         console._linda = True  # type: ignore[attr-defined]

@@ -260,9 +260,16 @@ class SessionService:
         started = time.monotonic()
         await asyncio.to_thread(self._store.restore, backup_id, self.paths.profile)
         seconds = time.monotonic() - started
+        await asyncio.to_thread(self._prune_replaced)
         log.info("restored backup %s in %.2f s (%s)", backup_id, seconds, why)
         self.meta.record("backup_restore", id=backup_id, seconds=round(seconds, 3), why=why)
         self._emit(Restored(backup_id, seconds, why))
+
+    def _prune_replaced(self) -> None:
+        """Profiles replaced by a restore are kept aside; keep the two newest, not every one."""
+        from linda_desktop.session import profile
+
+        profile.prune_quarantine(self.paths.work / "replaced-profiles", keep=2)
 
     async def _phone_removed(self, reason: str | None, *, tried: int) -> None:
         """The phone removed this computer: say so, archive the dead session, show a QR, stop retrying."""
