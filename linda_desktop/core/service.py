@@ -87,6 +87,7 @@ class SessionService:
         self._browser_version: str | None = None
         self._store: Any = None  # session.backup.BackupStore, None without a key
         self._key_error: LindaError | None = None
+        self._key_error_reported = False
         self._lock: asyncio.Lock | None = None
         self._stop: asyncio.Event | None = None
         self._last_qr: str | None = None
@@ -110,12 +111,16 @@ class SessionService:
         self._set_state(SessionState.STARTING)
         try:
             self.paths.ensure_all()
-            self._open_backup_store()
+            # The key (a D-Bus round trip) and the browser's version (a subprocess) are fetched
+            # while the profile is checked and the browser starts: start-up is the bench's target.
+            self._store_task = asyncio.create_task(asyncio.to_thread(self._open_backup_store))
             if not self._find_browser():
                 await self._stop.wait()
                 return
+            await asyncio.to_thread(self._read_browser_version)
             async with self._lock:
                 await self._start_session()
+                await self._store_ready()
             await self._supervise()
         except LindaError as exc:
             self.fatal_error = exc
@@ -167,17 +172,16 @@ class SessionService:
         keystore = KeyStore(self.paths.passphrase_file)
         try:
             key = keystore.load_key(create=True)
-        except (KeyringUnavailable, WrongKey) as exc:
+        except (KeyringUnavailable, WrongKey) as exc:  # reported by _store_ready, on the loop
             self._key_error = exc
             self._store = None
-            self._notice("keyring_unavailable", f"Backups are off: {exc}")
             return
         self._store = BackupStore(self.paths.backups, key, keep=self.settings.keep_backups,
                                   work_dir=self.paths.work)
         log.info("backups: %s (%s)", self.paths.backups, keystore.backend_name())
 
     def _find_browser(self) -> bool:
-        from linda_desktop.browser.discovery import browser_version, find_browser
+        from linda_desktop.browser.discovery import find_browser
 
         try:
             info = find_browser(self.browser)
@@ -187,9 +191,24 @@ class SessionService:
             self._set_state(SessionState.ERROR, str(exc))
             return False
         self._browser_path = str(info.path)
-        self._browser_version = browser_version(self._browser_path)
-        log.info("browser: %s (%s, %s)", self._browser_path, info.kind, self._browser_version or "version unknown")
+        log.info("browser: %s (%s)", self._browser_path, info.kind)
         return True
+
+    def _read_browser_version(self) -> None:
+        from linda_desktop.browser.discovery import browser_version
+
+        self._browser_version = browser_version(self._browser_path or "")
+        log.info("browser version: %s", self._browser_version or "unknown")
+
+    async def _store_ready(self) -> Any:
+        """The backup store once the key is loaded (None without a usable key)."""
+        task = getattr(self, "_store_task", None)
+        if task is not None:
+            await task
+            if self._key_error is not None and not self._key_error_reported:
+                self._key_error_reported = True
+                self._notice("keyring_unavailable", f"Backups are off: {self._key_error}")
+        return self._store
 
     # ------------------------------------------------------------------ recovery
 
@@ -240,6 +259,7 @@ class SessionService:
 
     async def _restore_next(self, attempt: recovery.RecoveryAttempt, why: str) -> str | None:
         """Restore the next candidate backup; None when none is left (or none restores)."""
+        await self._store_ready()
         candidates = attempt.next_candidates(self._backups_for_recovery())
         if not candidates:
             return None
@@ -294,6 +314,7 @@ class SessionService:
     async def _on_connected(self, snap: PageSnapshot, *, restored_from: str | None, resumed: bool) -> None:
         self.account = snap.account or self.account
         self._was_connected = True
+        await self._store_ready()
         if resumed or restored_from:
             self.meta.record("restore", source=restored_from or "profile", account=self.account or "")
             if restored_from and self._store is not None:
@@ -535,7 +556,7 @@ class SessionService:
             return None
 
     async def _backup_or_raise(self, reason: str, *, hot: bool) -> dict[str, Any]:
-        if self._store is None:
+        if await self._store_ready() is None:
             raise self._key_error or KeyringUnavailable("Backups are off", "set up a keyring")
         if hot and self._page is not None:
             await self._page.flush_storage()
@@ -562,6 +583,7 @@ class SessionService:
             acquired = False
         try:
             await self._close_page()
+            await self._store_ready()
             if self._was_connected and self.meta.linked() and self._store is not None:
                 await self._backup("exit", hot=False)
             self.meta.record("stopped")
@@ -594,7 +616,7 @@ class SessionService:
     async def restore(self, backup_id: str | None = None) -> dict[str, Any]:
         """Close the browser, restore ``backup_id`` (newest when None), relaunch."""
         async def work() -> dict[str, Any]:
-            if self._store is None:
+            if await self._store_ready() is None:
                 raise self._key_error or KeyringUnavailable("Backups are off", "set up a keyring")
             target = self._store.get(backup_id) if backup_id else self._store.newest()
             if target is None:
@@ -639,6 +661,7 @@ class SessionService:
         from linda_desktop.session.importer import import_session
 
         async def work() -> dict[str, Any]:
+            await self._store_ready()
             await self._close_page()
             backup_current = (lambda: self._store.create(self.paths.profile, origin_url=self.wa_url,
                                                          reason="pre-import")) if self._store else None

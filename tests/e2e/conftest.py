@@ -65,3 +65,6 @@ def linked(start_app, sim) -> AppProcess:
     app.wait_state("connected", 30)
     app.wait_for(lambda e: e.get("event") == "backup" and e.get("reason") == "link", 30)
     return app
+
+
+from tests.integration.conftest import xvfb  # noqa: E402,F401  (a private X server for visible windows)
