@@ -182,9 +182,11 @@ def _check_explicit(value: str, label: str, source: str, system: str) -> Browser
 
 def find_browser(explicit: str | None = None, *, env: Mapping[str, str] | None = None,
                  system: str | None = None, home: str | None = None,
-                 extra_playwright_dirs: Sequence[Path] = ()) -> BrowserInfo:
+                 extra_playwright_dirs: Sequence[Path] = (), root: Path | None = None) -> BrowserInfo:
     """The browser to drive. ``extra_playwright_dirs``: more Playwright registries to search
-    (e.g. the app's own ``AppPaths.browsers``). Raises BrowserNotFound with a fix."""
+    (e.g. the app's own ``AppPaths.browsers``). ``root`` (tests): a folder standing in for the
+    file system root under which the fixed install places are looked up.
+    Raises BrowserNotFound with a fix."""
     env = os.environ if env is None else env
     key = platform_key(system)
     home = home or str(Path.home())
@@ -194,8 +196,9 @@ def find_browser(explicit: str | None = None, *, env: Mapping[str, str] | None =
         return _check_explicit(env[ENV_VAR], ENV_VAR, "env", key)
     search_path = env.get("PATH", "")
     for cand in installed_candidates(key, env, home):
-        if cand.path and is_executable(Path(cand.path), key):
-            return BrowserInfo(cand.path, cand.kind, "installed")
+        where = Path(root, cand.path.lstrip("/")) if root is not None and cand.path else cand.path
+        if where and is_executable(Path(where), key):
+            return BrowserInfo(str(where), cand.kind, "installed")
         if cand.name:
             found = shutil.which(cand.name, path=search_path)
             if found:

@@ -476,16 +476,15 @@ class WhatsAppPage:
     async def _close(self, timeout: float) -> None:
         self._closing = True
         context, self._context = self._context, None
-        if context is not None and not self._crashed:
+        if context is not None:
+            # After a renderer crash the browser may still live: close it cleanly if it can.
             try:
-                await asyncio.wait_for(context.close(), timeout)
-                log.info("browser closed cleanly: pid=%s", self._pid)
+                await asyncio.wait_for(context.close(), min(timeout, 5.0) if self._crashed else timeout)
+                log.info("browser closed: pid=%s", self._pid)
             except (asyncio.TimeoutError, PlaywrightError) as err:
                 log.warning("browser did not close cleanly (%s); killing pid %s",
                             _first_line(err) if str(err) else "timeout", self._pid)
                 self._kill()
-        elif self._crashed:
-            self._kill()  # whatever is left of it
         self._page = None
         await self._stop_driver()
 

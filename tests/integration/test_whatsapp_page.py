@@ -229,8 +229,10 @@ def test_profile_survives_clean_close_and_relaunch_is_connected(simulator: Simul
 
 @browser
 def test_flush_storage_makes_the_salt_survive_a_sigkill(simulator: Simulator, wa_options, tmp_path):
-    """Right after linking, localStorage (the salt) is not on disk yet: a SIGKILL loses it and
-    the page logs out with missing_enc_salt. After flush_storage it survives."""
+    """Right after linking, localStorage (the salt) is not on disk yet: killing every browser
+    process at once (a power loss) loses it and the page logs out with missing_enc_salt.
+    After flush_storage it survives. (Killing only the main process is not enough to lose it:
+    Chromium's storage service process may still commit when the browser goes away.)"""
 
     async def link_then_kill(profile: Path, flush: bool) -> float:
         wa = WhatsAppPage(profile, simulator.url, **wa_options)
@@ -242,7 +244,7 @@ def test_flush_storage_makes_the_salt_survive_a_sigkill(simulator: Simulator, wa
         if flush:
             await wa.flush_storage()
             assert (await wa.wait_until_settled(15)).state is S.CONNECTED
-        os.kill(wa.browser_pid, signal.SIGKILL)
+        os.killpg(wa.browser_pid, signal.SIGKILL)  # Playwright starts it in its own group
         elapsed = time.monotonic() - linked_at
         await wa.close()
         return elapsed
@@ -258,7 +260,8 @@ def test_flush_storage_makes_the_salt_survive_a_sigkill(simulator: Simulator, wa
     async def scenario() -> None:
         flushed = tmp_path / "flushed"
         await link_then_kill(flushed, flush=True)
-        assert (await relaunch(flushed)).state is S.CONNECTED
+        snap = await relaunch(flushed)
+        assert snap.state is S.CONNECTED, snap
         control = tmp_path / "control"
         elapsed = await link_then_kill(control, flush=False)
         snap = await relaunch(control)
@@ -284,6 +287,29 @@ def test_killed_browser_fires_on_crash(simulator: Simulator, wa_options, tmp_pat
             assert snap.state is S.UNKNOWN and snap.reason == "browser_crashed"
         finally:
             await asyncio.wait_for(wa.close(), 20)
+
+    run(scenario())
+
+
+@browser
+def test_renderer_crash_fires_on_crash_and_the_browser_still_closes_cleanly(simulator: Simulator,
+                                                                           wa_options, tmp_path):
+    async def scenario() -> None:
+        fired = asyncio.Event()
+        wa = WhatsAppPage(tmp_path / "profile", simulator.url, on_crash=fired.set, **wa_options)
+        await wa.start()
+        pid = wa.browser_pid
+        try:
+            assert (await wa.wait_until_settled(10)).state is S.QR
+            with pytest.raises(Exception):
+                await wa.page.goto("chrome://crash", timeout=5_000)
+            await asyncio.wait_for(fired.wait(), 10)
+            assert wa.crashed and (await wa.snapshot()).reason == "browser_crashed"
+        finally:
+            await asyncio.wait_for(wa.close(), 20)
+        assert not (tmp_path / "profile" / "SingletonLock").exists()  # closed, not killed
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
 
     run(scenario())
 

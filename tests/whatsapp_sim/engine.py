@@ -299,7 +299,9 @@ class Engine:
     def _displayed(self, now: float) -> list[tuple[PageRec, str]]:
         shown = []
         for page in self.pages.values():
-            if page.live(now) and page.rotation is not None and page.mode in ("qr",) \
+            # qr or qr_idle: the rotation decides (a poll sent just before a reload click
+            # may still report qr_idle after the new codes started).
+            if page.live(now) and page.rotation is not None and page.mode in ("qr", "qr_idle") \
                     and page.pending_link is None:
                 payload, _ = page.rotation.current(now)
                 if payload:
@@ -411,7 +413,8 @@ class Engine:
             now = time.monotonic()
             out = []
             for page in sorted(self.pages.values(), key=lambda p: p.born):
-                qr = page.rotation.current(now)[0] if page.rotation and page.mode == "qr" else None
+                qr = (page.rotation.current(now)[0]
+                      if page.rotation and page.mode in ("qr", "qr_idle") else None)
                 out.append({"page_id": page.page_id, "mode": page.mode, "device_id": page.device_id,
                             "conflict": page.conflict, "live": page.live(now), "qr": qr,
                             "age": round(now - page.born, 2)})
