@@ -229,9 +229,10 @@ class Context:
     wa_url: str
     browser: str | None
 
-    def _remote(self, request: dict[str, Any], timeout: float = 600) -> Any:
+    def _remote(self, request: dict[str, Any], timeout: float = 600) -> tuple[bool, Any]:
+        """(True, result) when a running app carried the request out; (False, None) when none runs."""
         answer = ask_running_app(self.paths, request, timeout)
-        return None if answer is None else answer["result"]
+        return (False, None) if answer is None else (True, answer["result"])
 
     def _locked(self) -> SingleInstance:
         instance = SingleInstance(self.paths)
@@ -251,18 +252,18 @@ class Context:
         from linda_desktop.diagnostics import collect_status
 
         try:
-            remote = self._remote({"cmd": "status"}, timeout=30)
+            running, remote = self._remote({"cmd": "status"}, timeout=30)
         except LindaError:
-            remote = None
-        if remote is not None:
+            running = False
+        if running:
             return remote
         return collect_status(self.paths, wa_url=self.wa_url, browser=self.browser, running=False)
 
     def backups(self) -> list[dict[str, Any]]:
         from linda_desktop.session.backup import list_backups
 
-        remote = self._remote({"cmd": "backups"}, timeout=30)
-        if remote is not None:
+        running, remote = self._remote({"cmd": "backups"}, timeout=30)
+        if running:
             return remote
         return [b.to_json() for b in list_backups(self.paths.backups)]
 
@@ -271,8 +272,8 @@ class Context:
         from linda_desktop.session import profile
         from linda_desktop.session.state import SessionStateStore
 
-        remote = self._remote({"cmd": "backup"})
-        if remote is not None:
+        running, remote = self._remote({"cmd": "backup"})
+        if running:
             return remote
         instance = self._locked()
         try:
@@ -291,8 +292,8 @@ class Context:
         from linda_desktop.session import profile
         from linda_desktop.session.state import SessionStateStore
 
-        remote = self._remote({"cmd": "restore", "id": backup_id})
-        if remote is not None:
+        running, remote = self._remote({"cmd": "restore", "id": backup_id})
+        if running:
             return remote
         instance = self._locked()
         try:
@@ -314,7 +315,7 @@ class Context:
         from linda_desktop.session import profile
         from linda_desktop.session.state import SessionStateStore
 
-        if self._remote({"cmd": "relink"}) is not None:
+        if self._remote({"cmd": "relink"})[0]:
             return
         instance = self._locked()
         try:
@@ -329,8 +330,8 @@ class Context:
         from linda_desktop.session.state import SessionStateStore
 
         source_path = str(Path(source).expanduser().resolve())
-        remote = self._remote({"cmd": "import", "path": source_path})
-        if remote is not None:
+        running, remote = self._remote({"cmd": "import", "path": source_path})
+        if running:
             return remote
         instance = self._locked()
         try:
@@ -352,8 +353,8 @@ class Context:
     def finish_link(self) -> dict[str, Any]:
         from linda_desktop.core.errors import NotRunning
 
-        remote = self._remote({"cmd": "finish_link"}, timeout=900)
-        if remote is None:
+        running, remote = self._remote({"cmd": "finish_link"}, timeout=900)
+        if not running:
             raise NotRunning("Linda Desktop is not running", "start it (or `linda-desktop run`) first")
         return remote
 

@@ -83,8 +83,19 @@ class AppPaths:
         return self.data / "passphrase.json"
 
     def ensure(self, path: Path) -> Path:
-        """Create one of this object's folders with private permissions and return it."""
-        return ensure_private_dir(path)
+        """Create one of this object's folders with private permissions and return it.
+
+        Every folder from the app's outermost own root down to ``path`` is made private too,
+        so creating ``logs/`` first never leaves the data root readable by others."""
+        roots = [r for r in (self.data, self.logs, self.state) if path == r or r in path.parents]
+        if not roots:
+            return ensure_private_dir(path)
+        current = min(roots, key=lambda r: len(r.parts))
+        ensure_private_dir(current)
+        for part in path.relative_to(current).parts:
+            current = current / part
+            ensure_private_dir(current)
+        return path
 
     def ensure_all(self) -> None:
         for folder in (self.data, self.logs, self.state, self.backups):

@@ -115,8 +115,7 @@ class SessionService:
             # while the profile is checked and the browser starts: start-up is the bench's target.
             self._store_task = asyncio.create_task(asyncio.to_thread(self._open_backup_store))
             if not self._find_browser():
-                await self._stop.wait()
-                return
+                return  # fatal_error is set: `run` exits 1, the tray shows the error
             await asyncio.to_thread(self._read_browser_version)
             async with self._lock:
                 await self._start_session()
