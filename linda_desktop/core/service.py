@@ -535,7 +535,7 @@ class SessionService:
             return
         if self._link_backup_at is not None and now >= self._link_backup_at:
             self._link_backup_at = None
-            info = await self._backup("link", hot=True)
+            info = await self._backup("link", hot=True, flush=True)
             if info is not None:
                 await asyncio.to_thread(self._store.mark_known_good, info["id"])
         elif self._next_periodic is not None and now >= self._next_periodic:
@@ -545,19 +545,22 @@ class SessionService:
 
     # ------------------------------------------------------------------ backups
 
-    async def _backup(self, reason: str, *, hot: bool) -> dict[str, Any] | None:
+    async def _backup(self, reason: str, *, hot: bool, flush: bool = False) -> dict[str, Any] | None:
         """Take one backup and rotate; report failure as a Notice, never raise."""
         try:
-            return await self._backup_or_raise(reason, hot=hot)
+            return await self._backup_or_raise(reason, hot=hot, flush=flush)
         except LindaError as exc:
             self.meta.record("backup_failed", reason=reason, error=str(exc))
             self._notice("backup_failed", f"Backup failed: {exc}")
             return None
 
-    async def _backup_or_raise(self, reason: str, *, hot: bool) -> dict[str, Any]:
+    async def _backup_or_raise(self, reason: str, *, hot: bool, flush: bool = False) -> dict[str, Any]:
+        """``flush``: make sure localStorage is on disk first. Chromium writes it ~5 s after a
+        change unless no page of the site is open, so flushing reopens the page: worth it only
+        for the first backup after linking (WhatsApp's salt was just written), not periodically."""
         if await self._store_ready() is None:
             raise self._key_error or KeyringUnavailable("Backups are off", "set up a keyring")
-        if hot and self._page is not None:
+        if hot and flush and self._page is not None:
             await self._page.flush_storage()
         started = time.monotonic()
         info = await asyncio.to_thread(self._store.create, self.paths.profile, origin_url=self.wa_url,
