@@ -97,6 +97,11 @@ class ServiceBridge(QObject):
         return self._thread is not None and self._thread.is_alive()
 
     @property
+    def stop_requested(self) -> bool:
+        """True once someone asked the service to stop (its end is then expected)."""
+        return self._stop_requested
+
+    @property
     def is_finished(self) -> bool:
         return self._finished
 

@@ -61,6 +61,9 @@ class TrayApp(QObject):
                                          diagnostics=diagnostics, confirm=confirm,
                                          tray_available=tray_available, parent=self)
         self._showRequested.connect(self._show_now)
+        # exit(), not quit(): Qt 6's quit() first asks every window to close, and ours refuse
+        # (closing a window only hides it), which would cancel the quit.
+        self.controller.quitRequested.connect(lambda: self.app.exit(0))
         self.bridge.finished.connect(self._on_service_finished)
         # OS log-off / shutdown: Qt quits the loop; the service still flushes and backs up.
         self.app.aboutToQuit.connect(lambda: self.bridge.shutdown())
@@ -97,8 +100,8 @@ class TrayApp(QObject):
 
     @Slot()
     def _on_service_finished(self) -> None:
-        if self.controller._quitting:  # noqa: SLF001 - our own controller
-            return
+        if self.bridge.stop_requested and not self.bridge.failure:
+            return  # a stop we asked for (Quit, log-off, SIGTERM)
         # The service ended by itself (a fatal error): say so and stay open so the owner can read
         # Diagnostics; Quit still works.
         failure = self.bridge.failure or "The session service stopped."

@@ -74,9 +74,11 @@ class Notifier(QObject):
 
     @Slot(object)
     def on_state(self, event: StateChanged) -> None:
-        previous, self._state, self._reason = self._state, event.state, event.reason
+        previous, previous_reason = self._state, self._reason
+        self._state, self._reason = event.state, event.reason
         state = event.state
-        if state == previous and not is_link_stalled(state, event.reason):
+        if state == previous and (event.reason == previous_reason or state == SessionState.NEEDS_LINK
+                                  and not is_link_stalled(state, event.reason)):
             return
         if state == SessionState.CONNECTED and previous in NEEDS_OWNER:
             self.notify(Message("linked", "Linked — WhatsApp is connected",

@@ -178,11 +178,10 @@ def main(argv: list[str] | None = None) -> int:
                           "tray": [geo.x(), geo.y(), geo.width(), geo.height()] if geo else None}),
               flush=True)
 
-    app.start()
     QTimer.singleShot(600, stage)
     if args.seconds:
         QTimer.singleShot(int(args.seconds * 1000), controller.quit)
-    return app.app.exec()
+    return app.exec()  # starts the service and the tray; SIGTERM/SIGINT quit cleanly
 
 
 if __name__ == "__main__":

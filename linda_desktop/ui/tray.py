@@ -17,7 +17,7 @@ from typing import Any, Callable, Protocol
 from linda_desktop.ui import qt_compat  # noqa: F401 - must load before any emit
 from PySide6.QtCore import QObject, QPoint, QUrl, Signal, Slot
 from PySide6.QtGui import QAction, QDesktopServices, QGuiApplication, QIcon, QPalette
-from PySide6.QtWidgets import QApplication, QMenu, QMessageBox, QSystemTrayIcon, QWidget
+from PySide6.QtWidgets import QMenu, QMessageBox, QSystemTrayIcon, QWidget
 
 from linda_desktop import APP_NAME
 from linda_desktop.core.events import SessionState, StateChanged
@@ -54,10 +54,12 @@ class Autostart(Protocol):
     def describe(self) -> str: ...
 
 
-def default_autostart() -> Autostart | None:
+def default_autostart(paths: AppPaths | None = None) -> Autostart | None:
+    """This OS's autostart entry; it carries ``--data-dir`` when the app runs with one."""
     try:
+        from linda_desktop.diagnostics import data_dir_override
         from linda_desktop.system.autostart import autostart_for_platform
-        return autostart_for_platform()
+        return autostart_for_platform(data_dir=data_dir_override(paths) if paths else None)
     except Exception as exc:  # noqa: BLE001 - no autostart is a disabled menu item, not a crash
         log.info("start at login is not available: %s", exc)
         return None
@@ -108,7 +110,7 @@ def populate_menu(menu: QMenu, items: list[mm.MenuItem], on_trigger: Callable[[s
 
 
 class TrayController(QObject):
-    quitRequested = Signal()   # the owner chose Quit (after the clean shutdown finished)
+    quitRequested = Signal()   # the owner chose Quit; emitted after the clean shutdown finished
     viewChanged = Signal()     # the TrayView changed (tests, the preview)
 
     def __init__(self, bridge: ServiceBridge, *, paths: AppPaths, qr_window: QrWindow | None = None,
@@ -121,7 +123,7 @@ class TrayController(QObject):
         self.paths = paths
         self.qr_window = qr_window or QrWindow()
         self.status_window = status_window or StatusWindow()
-        self.autostart = default_autostart() if autostart == "default" else autostart
+        self.autostart = default_autostart(paths) if autostart == "default" else autostart
         self._diagnostics = diagnostics
         self._confirm = confirm or message_box_confirm()
         self.auto_show_link_window = auto_show_link_window
@@ -415,12 +417,7 @@ class TrayController(QObject):
         if self.tray is not None:
             self.tray.hide()
         self.status_window.hide()
-        self.quitRequested.emit()
-        app = QApplication.instance()
-        if app is not None:
-            # exit(), not quit(): Qt 6's quit() first asks every window to close, and ours
-            # refuse (closing a window only hides it), which would cancel the quit.
-            app.exit(0)
+        self.quitRequested.emit()  # the app object ends the event loop
 
     def popup_menu(self, at: QPoint) -> None:
         """Open the tray menu at ``at`` (the screenshot preview uses it)."""
