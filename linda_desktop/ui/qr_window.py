@@ -295,6 +295,9 @@ class QrWindow(QWidget):
         if self._mode == STALLED or not self.qr_view.has_code():
             return
         self._set_headline("scan")
+        if idle:
+            self.note.setText("Codes stop changing after a few minutes when nobody scans them. "
+                              "Ask for a new one when your phone is ready.")
         self._switch(EXPIRED if idle else QR, 1)
 
     def set_state(self, event: StateChanged) -> None:

@@ -11,7 +11,6 @@ import dataclasses
 import logging
 import sys
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from linda_desktop.ui import qt_compat  # noqa: F401 - must load before any emit

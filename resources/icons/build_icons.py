@@ -5,6 +5,13 @@
 
 Rendering uses QtSvg (no other image tool needed); ``app.ico`` and ``app.icns`` are written here in
 pure Python with PNG-compressed entries (Windows Vista+ / macOS 10.7+ read those).
+
+Files: ``app-<size>.png`` (the application icon), and per state (connected, working, needs_link,
+offline, error) ``tray-<state>-dark-<size>.png`` (dark glyph, for light panels),
+``tray-<state>-light-<size>.png`` (light glyph, for dark panels) and
+``tray-<state>-template-<size>.png`` (macOS template: black + alpha; the menu bar recolours it).
+Sizes: 16, 22, 32, 48, 64, 128, 256. Tray sources are drawn on a 32-unit grid so that 16 and 22 px
+stay sharp; the state badge (bottom right) carries the state in colour and shape.
 """
 
 from __future__ import annotations

@@ -148,7 +148,7 @@ def test_shutdown_waits_for_a_clean_stop_while_the_gui_keeps_running(qtbot, prob
 
 
 def test_shutdown_gives_up_after_the_timeout(qtbot, probe_factory, started_bridges):
-    bridge = make_bridge(qtbot, probe_factory, started_bridges, stop_delay=3)
+    bridge = make_bridge(qtbot, probe_factory, started_bridges, stop_delay=1.2)
     with qtbot.waitSignal(bridge.finished, timeout=2000):
         assert bridge.shutdown(timeout=0.3) is False
     qtbot.waitUntil(lambda: not bridge.running, timeout=6000)

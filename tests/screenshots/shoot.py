@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -149,6 +148,9 @@ def stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
         proc.wait(5)
 
 
+DEBUG_SHOT: list[Desktop] = []  # set by main(): where to photograph a failure
+
+
 def wait_for(what: str, probe, timeout: float = 30.0, interval: float = 0.2):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -156,7 +158,23 @@ def wait_for(what: str, probe, timeout: float = 30.0, interval: float = 0.2):
         if value:
             return value
         time.sleep(interval)
+    if DEBUG_SHOT:
+        desk = DEBUG_SHOT[0]
+        path = desk.screenshot(desk.scratch.parent / f"linda-shot-failed-{os.getpid()}.png")
+        print("screen at the failure:", path, file=sys.stderr)
     raise SystemExit(f"timed out waiting for {what}")
+
+
+def window_types(desk: "Desktop") -> dict[str, str]:
+    return {wid: desk.run("xprop", "-id", wid, "_NET_WM_WINDOW_TYPE")
+            for wid in desk.windows(**{"class": APP_CLASS})}
+
+
+def wait_for_balloons_to_go(desk: "Desktop", timeout: float = 15.0) -> None:
+    """Qt draws its own balloon for tray messages on X11 without a notification daemon."""
+    def none_left() -> bool:
+        return not any("TOOLTIP" in t or "NOTIFICATION" in t for t in window_types(desk).values())
+    wait_for("tray messages to disappear", none_left, timeout=timeout)
 
 
 def window_shot(desk: Desktop, name: str, out: Path, margin: int = 24) -> Path:
@@ -174,9 +192,8 @@ def menu_shot(desk: Desktop, out: Path, submenu_out: Path | None = None) -> list
     desk.run("xdotool", "mousemove", str(x + w // 2), str(y + h // 2), "click", "3")
     # Qt's popup menu: the newest visible window of our class that is not the icon or a window.
     def menu_box():
-        for wid in reversed(desk.windows(**{"class": APP_CLASS})):
-            if "POPUP_MENU" in desk.run("xprop", "-id", wid, "_NET_WM_WINDOW_TYPE") or \
-                    "DROPDOWN" in desk.run("xprop", "-id", wid, "_NET_WM_WINDOW_TYPE"):
+        for wid, kind in window_types(desk).items():
+            if "POPUP_MENU" in kind or "DROPDOWN" in kind:
                 return desk.geometry(wid)
         return None
     mx, my, mw, mh = wait_for("the tray menu", menu_box, timeout=10)
@@ -217,37 +234,38 @@ def preview(desk: Desktop, out: Path) -> list[Path]:
     return shots
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def app(desk: Desktop, out: Path, scratch: Path) -> list[Path]:
-    """The real app against the simulator: first launch shows the QR window; then the menu."""
-    port = free_port()
-    sim = desk.start([sys.executable, "-m", "tests.whatsapp_sim", "--port", str(port),
-                      "--state-dir", str(scratch / "sim")], cwd=str(ROOT))
-    wait_for("the simulator", lambda: _port_open(port) or sim.poll() is not None, timeout=20)
-    if sim.poll() is not None:
-        raise SystemExit("the simulator did not start")
+    """The real app against the simulator: the first launch shows the QR window; the simulated
+    phone scans it; the app connects, backs up, and the tray menu shows it."""
+    from tests.whatsapp_sim.control import Simulator
+
+    sim = Simulator(None, scratch / "sim", loading_seconds=0.5, qr_interval=20, first_qr_seconds=20,
+                    account="+31 6 1234 5678").start()
     data = scratch / "data"
-    proc = desk.start([sys.executable, "-m", "linda_desktop", "--data-dir", str(data),
-                       "--wa-url", f"http://127.0.0.1:{port}/"], cwd=str(ROOT),
+    proc = desk.start([sys.executable, "-m", "linda_desktop", "--background", "--data-dir", str(data),
+                       "--wa-url", sim.url], cwd=str(ROOT),
                       env=desk.env(LINDA_BROWSER=os.environ.get("LINDA_BROWSER", "/usr/bin/chromium")))
-    shots = [window_shot(desk, "Link WhatsApp", out / "app-qr-window.png")]
-    print("wrote", shots[-1], flush=True)
-    shots += menu_shot(desk, out / "app-tray-menu.png")
-    print("wrote", shots[-1], flush=True)
-    desk.run("xdotool", "key", "Escape")
-    stop(proc, grace=60)
+    shots: list[Path] = []
+    try:
+        wait_for("the tray icon", desk.tray_icon, timeout=60)
+        wait_for("the QR window", lambda: desk.windows(name="Link WhatsApp"), timeout=60)
+        wait_for_balloons_to_go(desk)
+        shots.append(window_shot(desk, "Link WhatsApp", out / "app-qr-window.png"))
+        print("wrote", shots[-1], flush=True)
+        sim.link()  # the phone scans the code on screen
+        wait_for("the QR window to close", lambda: not desk.windows(name="Link WhatsApp"), timeout=60)
+        time.sleep(8)  # the first backup after linking (the app waits for storage to reach the disk)
+        wait_for_balloons_to_go(desk)
+        shots += menu_shot(desk, out / "app-tray-menu.png", out / "app-tray-menu-restore.png")
+        for shot in shots[1:]:
+            print("wrote", shot, flush=True)
+        desk.run("xdotool", "key", "Escape", "Escape")
+    finally:
+        stop(proc, grace=60)  # SIGTERM: the app backs up and closes its browser
+        sim.stop()
+    if proc.returncode != 0:
+        raise SystemExit(f"the app exited with {proc.returncode}")
     return shots
-
-
-def _port_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.2)
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 @contextmanager
@@ -270,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     with scratch_dir() as scratch, Desktop(scratch) as desk:
+        DEBUG_SHOT.append(desk)
         if args.mode == "preview":
             preview(desk, args.out)
         else:
