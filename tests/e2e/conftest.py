@@ -42,7 +42,7 @@ def apps() -> Iterator[list[AppProcess]]:
     """Every app process a test starts; all are killed (with their browsers) at the end."""
     started: list[AppProcess] = []
     yield started
-    for app in started:
+    for app in reversed(started):  # newest first: an older app's profile may be a newer one's
         app.close()
 
 
