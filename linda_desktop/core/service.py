@@ -390,18 +390,26 @@ class SessionService:
         assert self._stop is not None and self._lock is not None
         crash_streak = 0
         while not self._stop.is_set():
-            async with self._lock:
-                if self._page is None or self._page.crashed:
-                    crash_streak += 1
-                    await self._handle_crash(crash_streak)
-                    continue
-                snap = await self._page.wait_for_change(self._page_last, 0.5)
-                if self._page is None or self._page.crashed:
-                    continue
-                await self._apply(snap)
-                await self._run_timers()
-                if self.state == SessionState.CONNECTED:
-                    crash_streak = 0
+            try:
+                async with self._lock:
+                    if self._page is None or self._page.crashed:
+                        crash_streak += 1
+                        await self._handle_crash(crash_streak)
+                        continue
+                    snap = await self._page.wait_for_change(self._page_last, 0.5)
+                    if self._page is None or self._page.crashed:
+                        continue
+                    await self._apply(snap)
+                    await self._run_timers()
+                    if self.state == SessionState.CONNECTED:
+                        crash_streak = 0
+            except Exception as exc:  # one bad step (a page gone mid-call, a full disk…) must not end the session
+                log.exception("supervision step failed")
+                self.meta.record("error", message=f"{type(exc).__name__}: {exc}")
+                self._set_state(SessionState.ERROR, f"{exc}; retrying")
+                await self._close_page()
+                crash_streak += 1
+                await asyncio.sleep(1.0)
             await asyncio.sleep(0)
 
     @property
