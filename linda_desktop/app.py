@@ -174,7 +174,13 @@ def run_headless(paths: AppPaths, *, wa_url: str, browser: str | None, json_line
         while service.loop is None and not task.done():
             await asyncio.sleep(0.01)
         instance.serve(control_handler(service))
-        await task
+        from linda_desktop.api import start_api
+
+        api = start_api(service, paths, service.settings)  # bot API (issue 6): off unless enabled
+        try:
+            await task
+        finally:
+            api.close()
 
     try:
         asyncio.run(main())
@@ -203,6 +209,7 @@ def run_tray_app(paths: AppPaths, *, wa_url: str, browser: str | None, backgroun
                          "reinstall Linda Desktop, or use `linda-desktop run`") from exc
 
     holder: dict[str, SessionService] = {}
+    apis: list[Any] = []
 
     def factory(on_event: Callable[[Event], None]) -> SessionService:
         service = build_service(paths, wa_url=wa_url, browser=browser, on_event=on_event, background=background)
@@ -211,11 +218,16 @@ def run_tray_app(paths: AppPaths, *, wa_url: str, browser: str | None, backgroun
 
     def on_service_ready(service: SessionService, show: Callable[[], None]) -> None:
         instance.serve(control_handler(service, on_show=show))
+        from linda_desktop.api import start_api
+
+        apis.append(start_api(service, paths, service.settings))  # bot API (issue 6)
 
     try:
         return run_tray(factory, paths=paths, background=background, wa_url=wa_url, browser=browser,
                         on_service_ready=on_service_ready)
     finally:
+        for api in apis:
+            api.close()
         instance.close()
 
 

@@ -116,6 +116,27 @@ class Notice:
         return {"event": "notice", "kind": self.kind, "message": self.message, **self.details}
 
 
+@dataclass(frozen=True)
+class MessageReceived:
+    """An incoming WhatsApp message (bot API, issue 6). Goes only to API listeners
+    (``SessionService.subscribe``), never to the log, stdout or the tray: it carries text."""
+
+    id: str
+    chat_id: str
+    text: str | None
+    sender: str | None = None        # phone number (digits) when WhatsApp shows it
+    sender_name: str | None = None
+    author: str | None = None        # group messages: the member's id
+    type: str = "chat"
+    timestamp: int | None = None
+    group: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"event": "message", "id": self.id, "chat_id": self.chat_id, "from": self.sender,
+                "sender_name": self.sender_name, "author": self.author, "type": self.type,
+                "text": self.text, "timestamp": self.timestamp, "group": self.group}
+
+
 Event = Union[StateChanged, QrCode, BackupMade, Restored, Notice]
 
 
@@ -124,4 +145,4 @@ def event_to_dict(event: Event) -> dict[str, Any]:
 
 
 __all__ = ["SessionState", "PageState", "PageSnapshot", "StateChanged", "QrCode", "BackupMade",
-           "Restored", "Notice", "Event", "event_to_dict", "asdict"]
+           "Restored", "Notice", "MessageReceived", "Event", "event_to_dict", "asdict"]

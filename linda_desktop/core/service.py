@@ -356,6 +356,7 @@ class SessionService:
             page = WhatsAppPage(self.paths.profile, self.wa_url, self._browser_path or "", headless=headless)
             await page.start()
         self._page = page
+        await self._attach_bridge(page)  # bot API (issue 6): no-op unless messaging is enabled
         log.info("browser started (pid %s, %s)", page.browser_pid, "headless" if headless else "visible")
 
     async def _launch_and_settle(self) -> PageSnapshot:
@@ -719,6 +720,101 @@ class SessionService:
                 if info is not None and self._store is not None:
                     await asyncio.to_thread(self._store.mark_known_good, info["id"])
         await self._command(work)
+
+    # ------------------------------------------------------------------ bot API (issue 6)
+    # Owner: helper G (linda_desktop/api, browser/messaging.py). Sending does not take
+    # ``self._lock``: it only evaluates in the open page (a page that closes under it fails that
+    # one send with a retryable error), so the supervisor's 0.5 s turns do not throttle bots.
+
+    def subscribe(self, listener: Callable[[Any], None]) -> Callable[[], None]:
+        """Thread-safe. ``listener`` gets every Event and every MessageReceived, on the loop
+        thread. Returns a function that unsubscribes."""
+        if not getattr(self, "_api_tee", False):
+            self._api_tee = True
+            inner = self.on_event
+
+            def tee(event: Event) -> None:
+                try:
+                    inner(event)
+                finally:
+                    self._fan_out(event)
+            self.on_event = tee
+        self._api_listeners = (*getattr(self, "_api_listeners", ()), listener)
+
+        def unsubscribe() -> None:
+            self._api_listeners = tuple(l for l in self._api_listeners if l is not listener)
+        return unsubscribe
+
+    def _fan_out(self, event: Any) -> None:
+        for listener in getattr(self, "_api_listeners", ()):
+            try:
+                listener(event)
+            except Exception:
+                log.exception("API listener failed")
+
+    def enable_messaging(self) -> None:
+        """Thread-safe: attach the message bridge to this and every later browser."""
+        self._messaging = True
+        if self.loop is not None and self._page is not None:
+            page = self._page
+            self.loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._attach_bridge(page)))
+
+    async def _attach_bridge(self, page: Any) -> None:
+        if not getattr(self, "_messaging", False):
+            return
+        from linda_desktop.browser.messaging import MessageBridge, find_wajs
+
+        try:
+            if getattr(self, "_bridge", None) is None:  # no await before the assignment
+                self._bridge = MessageBridge(self._on_page_message, find_wajs())
+            if page.page is not None:
+                await self._bridge.attach(page.page)
+        except Exception as exc:  # the session must not suffer from the bot bridge
+            log.warning("message bridge not attached: %s", exc)
+
+    def _on_page_message(self, payload: dict[str, Any]) -> None:
+        from linda_desktop.core.events import MessageReceived
+
+        self._fan_out(MessageReceived(
+            id=payload["id"], chat_id=payload["chat_id"], text=payload.get("text"),
+            sender=payload.get("from"), sender_name=payload.get("sender_name"),
+            author=payload.get("author"), type=payload.get("type") or "chat",
+            timestamp=payload.get("timestamp"), group=bool(payload.get("group"))))
+
+    async def send_message(self, to: str, text: str) -> dict[str, Any]:
+        """Send ``text`` to a phone number or chat id. Returns {"id", "to", "ack"}; raises
+        browser.messaging.MessagingError (``code``: not_connected, not_ready,
+        invalid_recipient, invalid_text, send_failed, timeout)."""
+        from linda_desktop.browser.messaging import MessagingError, check_text, normalize_recipient
+
+        chat_id, text = normalize_recipient(to), check_text(text)
+        page = self._page
+        bridge = getattr(self, "_bridge", None)
+        if self.state != SessionState.CONNECTED or page is None or page.page is None:
+            raise MessagingError("not_connected", f"WhatsApp is not connected (state {self.state.value})",
+                                 "wait for the 'connected' state")
+        if bridge is None:
+            raise MessagingError("not_ready", "the message bridge is not attached", "enable the bot API")
+        result = await bridge.send(page.page, chat_id, text)
+        return {"id": result["id"], "to": chat_id, "ack": result["ack"]}
+
+    async def messaging_status(self) -> dict[str, Any]:
+        """What the in-page bridge reports (api, version, ready, connected), or {} without one."""
+        bridge, page = getattr(self, "_bridge", None), self._page
+        if bridge is None or page is None or page.page is None:
+            return {}
+        return (await bridge.status(page.page)) or {}
+
+    def notify(self, kind: str, message: str) -> None:
+        """Thread-safe: tell the owner something (a Notice), e.g. why the bot API is off."""
+        if self.loop is None or self.loop.is_closed():
+            log.warning("%s: %s", kind, message)
+            return
+        self.loop.call_soon_threadsafe(self._notice, kind, message)
+
+    def current_qr(self) -> str | None:
+        """The QR payload shown while linking (None otherwise). Never log it."""
+        return self._last_qr if self.state == SessionState.NEEDS_LINK else None
 
     # ------------------------------------------------------------------ queries
 

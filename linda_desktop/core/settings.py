@@ -29,6 +29,12 @@ class Settings:
     link_stall_seconds: float = 25.0
     # Take over when the page says WhatsApp is open in another window ("Use here").
     take_over_on_conflict: bool = True
+    # Local bot API (issue 6; linda_desktop/api). Off by default; loopback only.
+    api_enabled: bool = False
+    api_host: str = "127.0.0.1"
+    api_port: int = 8723
+    # Where incoming messages and state changes are POSTed (a loopback http URL), or None.
+    webhook_url: str | None = None
 
     @classmethod
     def load(cls, path: Path) -> "Settings":

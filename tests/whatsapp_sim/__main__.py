@@ -29,6 +29,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--expose-internal", action=argparse.BooleanOptionalAction, default=None,
                         dest="expose_internal", help="expose window.require('WAWebSocketModel') & co.")
     parser.add_argument("--account", help="phone number of the simulated phone")
+    parser.add_argument("--wpp-api", action=argparse.BooleanOptionalAction, default=None, dest="wpp_api",
+                        help="serve the WPP (wa-js) API subset the bot bridge uses (default on)")
     return parser.parse_args(argv)
 
 
@@ -36,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     overrides = {k: getattr(args, k) for k in ("qr_interval", "first_qr_seconds", "qr_count",
                                                "loading_seconds", "passkey", "expose_internal",
-                                               "account")}
+                                               "account", "wpp_api")}
     engine = Engine(args.state_dir, overrides)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -33,7 +33,7 @@ OPTION_FLAGS = {
     "loading_seconds": "--loading-seconds", "qr_interval": "--qr-interval",
     "first_qr_seconds": "--first-qr-seconds", "qr_count": "--qr-count", "account": "--account",
 }
-BOOL_FLAGS = {"passkey": "passkey", "expose_internal": "expose-internal"}
+BOOL_FLAGS = {"passkey": "passkey", "expose_internal": "expose-internal", "wpp_api": "wpp-api"}
 
 
 class SimulatorError(RuntimeError):
@@ -193,6 +193,28 @@ class Simulator:
 
     def offline(self) -> None:
         self._request("POST", "/_sim/offline")
+
+    # ------------------------------------------------------------------ chats & messages
+    def deliver(self, sender: str, text: str, *, name: str | None = None,
+                chat_id: str | None = None) -> dict[str, Any]:
+        """``sender`` (a phone number) writes ``text`` to the linked account: every active
+        device of the account gets it once, on its next poll (or when it comes back).
+        Returns {"id", "seq", "chat_id"}."""
+        body: dict[str, Any] = {"from": sender, "text": text}
+        if name:
+            body["name"] = name
+        if chat_id:
+            body["chat_id"] = chat_id
+        return self._request("POST", "/_sim/phone/message", body)
+
+    def sent_messages(self, since: int = 0) -> list[dict[str, Any]]:
+        """Messages the linked web client sent (what the other phones received), oldest first:
+        seq, id, chat_id, text, t, device_id, account."""
+        return self._request("GET", f"/_sim/phone/messages?direction=out&since={since}")["messages"]
+
+    def messages(self, since: int = 0) -> list[dict[str, Any]]:
+        """Every message both ways (direction "in" = delivered to the account, "out" = sent by it)."""
+        return self._request("GET", f"/_sim/phone/messages?since={since}")["messages"]
 
     def online(self) -> None:
         self._request("POST", "/_sim/online")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import secrets
 import threading
 import time
@@ -27,13 +28,18 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "expose_internal": False,   # the page exposes window.require('WAWebSocketModel') & co.
     "account": "15550001234",   # phone number of the "phone" (goes into last-wid-md)
     "poll_ms": 150,             # how often a page asks the server for news
+    "wpp_api": True,            # the page serves the WPP (wa-js) API subset the bot bridge uses
 }
 CONFIG_TYPES: dict[str, type] = {"loading_seconds": float, "first_qr_seconds": float,
                                  "qr_interval": float, "qr_count": int, "passkey": bool,
-                                 "expose_internal": bool, "account": str, "poll_ms": int}
+                                 "expose_internal": bool, "account": str, "poll_ms": int,
+                                 "wpp_api": bool}
 LIVE_SECONDS = 2.0        # a page that has not polled for this long is gone
 DEFAULT_REVOKE_REASON = "unknown_companion"
 PLATFORM = "WEB"
+MAX_MESSAGES = 2000       # messages kept (and saved) for the phone's view
+MAX_TEXT = 65536          # WhatsApp's own limit on a text message
+_WID_RE = re.compile(r"^\d{5,20}@(c\.us|g\.us|lid)$")
 
 
 class SimError(Exception):
@@ -135,6 +141,7 @@ class Engine:
         self.counters: dict[str, int] = {"link_attempts": 0, "links": 0, "logins": 0,
                                          **data.get("counters", {})}
         self.events: list[dict[str, Any]] = data.get("events", [])
+        self.messages: list[dict[str, Any]] = data.get("messages", [])
         self.save()
 
     # ---------------------------------------------------------------- persistence
@@ -147,7 +154,7 @@ class Engine:
     def save(self) -> None:
         with self._lock:
             data = {"config": self.config, "devices": self.devices, "counters": self.counters,
-                    "events": self.events[-300:]}
+                    "events": self.events[-300:], "messages": self.messages[-MAX_MESSAGES:]}
             tmp = self.state_file.with_suffix(".tmp")
             tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
             os.replace(tmp, self.state_file)
@@ -222,7 +229,7 @@ class Engine:
                     other.conflict = True
             return {"status": "ok", "account": self.devices[device_id]["account"]}
 
-    def page_poll(self, page_id: str, mode: str) -> dict[str, Any]:
+    def page_poll(self, page_id: str, mode: str, ack: int | None = None) -> dict[str, Any]:
         with self._lock:
             now = time.monotonic()
             self._gc(now)
@@ -244,6 +251,9 @@ class Engine:
                     out["revoked"] = (dev or {}).get("revoked", {}).get("reason", DEFAULT_REVOKE_REASON)
                 elif page.mode == "connected":
                     self._touch_device(page.device_id)
+                    inbox = self._inbox(dev, ack)
+                    if inbox:
+                        out["messages"] = inbox
             return out
 
     def page_passkey(self, page_id: str, device_id: str, secret: str) -> dict[str, Any]:
@@ -333,6 +343,7 @@ class Engine:
                 "account": number, "wid": f"{number}:{seq}@c.us",
                 "status": "pending" if passkey else "active", "linked_at": _now_iso(),
                 "last_seen": None, "takeovers": 0, "revoked": None,
+                "msg_acked": self._last_seq(),  # a new device gets no history as new messages
             }
             dev = self.devices[device_id]
             page.pending_link = {"device_id": device_id, "secret": dev["secret"], "salt": dev["salt"],
@@ -419,3 +430,72 @@ class Engine:
                             "conflict": page.conflict, "live": page.live(now), "qr": qr,
                             "age": round(now - page.born, 2)})
             return out
+
+    # ---------------------------------------------------------------- chats & messages
+    # One account's messages, as its linked devices see them. The "phone" here is the other
+    # party: ``phone_message`` is a customer writing to the account (delivered to every active
+    # device of the account on its next poll, once: the device acks what it got, as WhatsApp's
+    # server keeps a message until each device has it), ``page_send`` records what a linked
+    # web client sent. Messages that arrive while no page runs wait for the device.
+
+    def _last_seq(self) -> int:
+        return self.messages[-1]["seq"] if self.messages else 0
+
+    def _inbox(self, dev: dict[str, Any], ack: int | None) -> list[dict[str, Any]]:
+        if ack is not None and ack > dev.get("msg_acked", 0):
+            dev["msg_acked"] = min(ack, self._last_seq())
+            self._dirty = True
+        since = dev.get("msg_acked", 0)
+        return [m for m in self.messages
+                if m["seq"] > since and m["direction"] == "in" and m["account"] == dev["account"]][:50]
+
+    def _record(self, **message: Any) -> dict[str, Any]:
+        message["seq"] = self._last_seq() + 1
+        message["t"] = int(time.time())
+        self.messages.append(message)
+        del self.messages[:-MAX_MESSAGES]
+        self._dirty = True
+        return message
+
+    def phone_message(self, sender: str, text: str, name: str | None = None,
+                      account: str | None = None, chat_id: str | None = None) -> dict[str, Any]:
+        """Someone (``sender``, a phone number) writes ``text`` to the account."""
+        with self._lock:
+            sender = str(sender or "").lstrip("+")
+            if not sender.isdigit() or not 5 <= len(sender) <= 20:
+                raise SimError("bad_sender", "from must be a phone number (5-20 digits)", 400)
+            if not isinstance(text, str) or not text or len(text) > MAX_TEXT:
+                raise SimError("bad_text", f"text must be a non-empty string of at most {MAX_TEXT} characters", 400)
+            chat = chat_id or f"{sender}@c.us"
+            if not _WID_RE.match(chat):
+                raise SimError("bad_chat", "chat_id must look like 123@c.us or 123@g.us", 400)
+            message = self._record(direction="in", id="3EB0" + secrets.token_hex(8).upper(),
+                                   account=account or self.config["account"], chat_id=chat,
+                                   sender=f"{sender}@c.us", name=name or None, text=text)
+            return {"id": message["id"], "seq": message["seq"], "chat_id": chat}
+
+    def page_send(self, page_id: str, device_id: str, secret: str, to: str, text: str) -> dict[str, Any]:
+        """A linked web client sends ``text`` to chat ``to``; the phone side records it."""
+        with self._lock:
+            page = self._page(page_id)
+            dev = self.devices.get(device_id)
+            if dev is None or dev["secret"] != secret or dev.get("revoked") or dev["status"] != "active":
+                return {"status": "revoked", "message": "this device is not linked"}
+            if self.offline:
+                return {"status": "offline", "message": "the computer is not connected"}
+            if page.mode != "connected":
+                return {"status": "not_connected", "message": f"the page is {page.mode}"}
+            if not isinstance(to, str) or not _WID_RE.match(to):
+                return {"status": "invalid_wid", "message": "wid error: invalid wid"}
+            if not isinstance(text, str) or not text or len(text) > MAX_TEXT:
+                return {"status": "invalid_text", "message": "text must be a non-empty string"}
+            message = self._record(direction="out", id="3EB0" + secrets.token_hex(10).upper(),
+                                   account=dev["account"], chat_id=to, device_id=device_id, text=text)
+            self._touch_device(device_id)
+            return {"status": "ok", "id": message["id"], "t": message["t"], "ack": 1,
+                    "from": dev["wid"]}
+
+    def messages_view(self, direction: str | None = None, since: int = 0) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(m) for m in self.messages
+                    if m["seq"] > since and (direction is None or m["direction"] == direction)]

@@ -91,7 +91,9 @@ class Handler(BaseHTTPRequestHandler):
             elif url.path.startswith("/static/"):
                 self._static(url.path[len("/static/"):])
             elif url.path == "/_sim/api/poll":
-                self._json(engine.page_poll(query.get("page_id", ""), query.get("mode", "")))
+                ack = query.get("ack", "")
+                self._json(engine.page_poll(query.get("page_id", ""), query.get("mode", ""),
+                                            int(ack) if ack.isdigit() else None))
             elif url.path == "/_sim/health":
                 self._json({"ok": True, "pid": os.getpid(), "port": self.server.server_port,
                             "started": self.server.started})
@@ -101,6 +103,10 @@ class Handler(BaseHTTPRequestHandler):
                 self._json({"pages": engine.pages_view()})
             elif url.path == "/_sim/config":
                 self._json({"config": engine.config, "offline": engine.offline})
+            elif url.path == "/_sim/phone/messages":
+                since = query.get("since", "0")
+                self._json({"messages": engine.messages_view(query.get("direction") or None,
+                                                             int(since) if since.isdigit() else 0)})
             elif url.path == "/favicon.ico":
                 self._send(204, b"", "image/x-icon")
             else:
@@ -125,6 +131,10 @@ class Handler(BaseHTTPRequestHandler):
                 "/_sim/api/bye": lambda: engine.page_bye(body.get("page_id", "")),
                 "/_sim/api/client_logout": lambda: engine.page_client_logout(
                     body.get("page_id", ""), body.get("device_id"), body.get("reason", "")),
+                "/_sim/api/send": lambda: engine.page_send(
+                    body["page_id"], body["device_id"], body["secret"], body["to"], body["text"]),
+                "/_sim/phone/message": lambda: engine.phone_message(
+                    body["from"], body["text"], body.get("name"), body.get("account"), body.get("chat_id")),
                 "/_sim/phone/link": lambda: engine.phone_link(body.get("qr"), body.get("account")),
                 "/_sim/phone/revoke": lambda: {"revoked": engine.phone_revoke(
                     body.get("device_id"), body.get("reason"))},
@@ -151,7 +161,7 @@ class Handler(BaseHTTPRequestHandler):
             html = (STATIC / "unsupported.html").read_text()
         else:
             cfg = self.server.engine.config
-            page_cfg = {k: cfg[k] for k in ("loading_seconds", "expose_internal", "poll_ms")}
+            page_cfg = {k: cfg[k] for k in ("loading_seconds", "expose_internal", "poll_ms", "wpp_api")}
             html = (STATIC / "index.html").read_text().replace("/*CONFIG*/null", json.dumps(page_cfg))
         self._send(200, html.encode(), "text/html; charset=utf-8")
 

@@ -30,6 +30,72 @@
       return modules[name];
     };
   }
+  // ------------------------------------------------------------- WPP (wa-js) API subset
+  // On the real site @wppconnect/wa-js builds window.WPP out of WhatsApp's internal modules.
+  // The simulator has no such modules, so it serves the part of WPP's public API that Linda's
+  // bot bridge uses, with objects shaped like wa-js's: WPP.isReady, WPP.on/off,
+  // WPP.conn.isMainReady(), WPP.chat.sendTextMessage(chatId, text, options) and the
+  // 'chat.new_message' event with MsgModel-like messages (id {fromMe, remote, id, _serialized},
+  // from, to, author, body, type, t, notifyName, isNewMsg, isGroupMsg, isStatusV3).
+  let msgAck = null;            // highest message seq this page has handled
+  const wppListeners = new Map();
+  function wid(serialized) {
+    const [user, server] = String(serialized).split('@');
+    return {user, server, _serialized: serialized, toString() { return serialized; }};
+  }
+  function myWid() {
+    try { const w = JSON.parse(localStorage.getItem(WID_KEY) || 'null'); return w ? w.replace(/:\d+@/, '@') : null; }
+    catch (e) { return null; }
+  }
+  function msgModel({id, fromMe, chat, sender, body, t, name}) {
+    const remote = wid(chat);
+    const me = myWid();
+    const group = remote.server === 'g.us';
+    return {
+      id: {fromMe, remote, id, _serialized: `${fromMe}_${chat}_${id}`},
+      from: fromMe ? wid(me) : remote, to: fromMe ? remote : wid(me),
+      author: group && !fromMe ? wid(sender) : undefined,
+      body, type: 'chat', t, notifyName: name || '', isNewMsg: true, isGroupMsg: group, isStatusV3: false,
+    };
+  }
+  function emitWpp(name, payload) {
+    for (const fn of wppListeners.get(name) || []) { try { fn(payload); } catch (e) { /* a listener's bug */ } }
+  }
+  if (CFG.wpp_api !== false) {
+    const WPP = {
+      __simulated: true, version: 'simulator', isInjected: true, isReady: true, isFullReady: true,
+      on(name, fn) { if (!wppListeners.has(name)) wppListeners.set(name, new Set()); wppListeners.get(name).add(fn); },
+      off(name, fn) { wppListeners.get(name)?.delete(fn); },
+      conn: {
+        isMainReady: () => mode === 'connected',
+        isAuthenticated: () => !!creds && creds.status === 'active',
+        getMyUserId: () => (myWid() ? wid(myWid()) : undefined),
+      },
+      chat: {
+        async sendTextMessage(chatId, content, options) {
+          const to = typeof chatId === 'string' ? chatId : String(chatId && (chatId._serialized || chatId));
+          if (!creds || mode !== 'connected') throw new Error('WhatsApp is not connected');
+          const r = await post('/_sim/api/send', {device_id: creds.device_id, secret: creds.secret, to,
+                                                  text: String(content)});
+          if (r.status !== 'ok') throw new Error(r.message || r.status);
+          const msg = msgModel({id: r.id, fromMe: true, chat: to, body: String(content), t: r.t});
+          setTimeout(() => emitWpp('chat.new_message', msg), 0);  // WhatsApp adds our own message too
+          return {id: msg.id._serialized, ack: r.ack, from: r.from, to, sendMsgResult: Promise.resolve({})};
+        },
+      },
+    };
+    // Non-writable: a real wa-js injected into this page later cannot replace the stand-in.
+    Object.defineProperty(window, 'WPP', {value: WPP, writable: false, configurable: false, enumerable: true});
+  }
+  function receive(messages) {
+    for (const m of messages) {
+      if (msgAck !== null && m.seq <= msgAck) continue;
+      msgAck = m.seq;
+      emitWpp('chat.new_message', msgModel({id: m.id, fromMe: false, chat: m.chat_id, sender: m.sender,
+                                            body: m.text, t: m.t, name: m.name}));
+    }
+  }
+
   function setInternal(state, synced, stream) {
     internal.socket.state = state;
     internal.socket.hasSynced = !!synced;
@@ -301,7 +367,8 @@
   async function pollOnce() {
     let r;
     try {
-      const res = await fetch(`/_sim/api/poll?page_id=${PAGE_ID}&mode=${mode}`, {cache: 'no-store'});
+      const ack = msgAck === null ? '' : `&ack=${msgAck}`;
+      const res = await fetch(`/_sim/api/poll?page_id=${PAGE_ID}&mode=${mode}${ack}`, {cache: 'no-store'});
       r = await res.json();
       failures = 0;
     } catch (e) {
@@ -316,6 +383,7 @@
       if (r.idle) { if (mode !== 'qr_idle') renderQrIdle(); }
       else if (r.qr && (r.qr !== lastQr || mode !== 'qr')) renderQr(r.qr);
     }
+    if (r.messages && mode === 'connected') receive(r.messages);
     if (mode === 'connected' || mode === 'conflict') {
       setBanner(r.offline ? 'offline' : null);
       if (r.conflict && mode === 'connected') showConflict();

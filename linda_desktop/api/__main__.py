@@ -1,0 +1,64 @@
+"""``python -m linda_desktop.api COMMAND [--data-dir DIR]``: the bot API from a terminal.
+
+    token         print the API token (creates it on first use; kept in the OS keyring)
+    reset-token   make a new token (bots with the old one get 401)
+    enable        api_enabled = true in settings.json (the running app picks it up at its next start)
+    disable       api_enabled = false
+    set-webhook URL | --clear
+    openapi       print the OpenAPI document
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from linda_desktop.core.errors import LindaError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m linda_desktop.api", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["token", "reset-token", "enable", "disable", "set-webhook", "openapi"])
+    parser.add_argument("url", nargs="?")
+    parser.add_argument("--clear", action="store_true")
+    parser.add_argument("--data-dir", default=None)
+    args = parser.parse_args(argv)
+    try:
+        if args.command in ("token", "reset-token"):
+            from linda_desktop.api.token import load_token, reset_token
+
+            print(reset_token() if args.command == "reset-token" else load_token())
+            return 0
+        if args.command == "openapi":
+            from linda_desktop.api.openapi import document
+
+            print(json.dumps(document(), indent=2))
+            return 0
+        from linda_desktop.core.settings import Settings
+        from linda_desktop.paths import resolve_paths
+
+        paths = resolve_paths(args.data_dir)
+        settings = Settings.load(paths.settings_file)
+        if args.command in ("enable", "disable"):
+            settings.api_enabled = args.command == "enable"
+        else:
+            from linda_desktop.api.webhooks import check_webhook_url
+
+            if args.clear:
+                settings.webhook_url = None
+            elif args.url:
+                settings.webhook_url = check_webhook_url(args.url)
+            else:
+                parser.error("set-webhook needs a URL or --clear")
+        settings.save(paths.settings_file)
+        print(f"{paths.settings_file}: api_enabled={settings.api_enabled} webhook_url={settings.webhook_url}")
+        return 0
+    except LindaError as exc:
+        print(f"linda-desktop: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
