@@ -243,6 +243,7 @@ class ApiServer:
                 except HttpError as err:
                     writer.write(self._error(err))
                     await writer.drain()
+                    await self._linger(reader)
                     break
                 if request is None:
                     break
@@ -257,6 +258,24 @@ class ApiServer:
         finally:
             self._writers.discard(writer)
             await self._close(writer)
+
+    @staticmethod
+    async def _linger(reader: asyncio.StreamReader) -> None:
+        """Read and drop what the client still sends (up to 1 MiB / 1 s) before closing, so a
+        client busy sending a refused body reads our answer instead of a connection reset."""
+        deadline = asyncio.get_running_loop().time() + 1.0
+        dropped = 0
+        try:
+            while dropped < 1024 * 1024:
+                remaining = deadline - asyncio.get_running_loop().time()
+                if remaining <= 0:
+                    return
+                chunk = await asyncio.wait_for(reader.read(65536), remaining)
+                if not chunk:
+                    return
+                dropped += len(chunk)
+        except (asyncio.TimeoutError, ConnectionError):
+            return
 
     @staticmethod
     async def _close(writer: asyncio.StreamWriter) -> None:
