@@ -28,7 +28,8 @@ DESCRIPTION = "Keeps your WhatsApp Web session alive across every restart"
 
 def version_tuple(version: str = __version__) -> tuple[int, int, int, int]:
     """``"0.1.0"`` -> ``(0, 1, 0, 0)`` (Windows wants four numbers; suffixes like ``rc1`` dropped)."""
-    numbers = [int(n) for n in re.findall(r"\d+", version.split("+")[0])[:4]]
+    leading = re.match(r"\d+(?:\.\d+)*", version)
+    numbers = [int(n) for n in leading.group(0).split(".")[:4]] if leading else []
     return tuple((numbers + [0, 0, 0, 0])[:4])  # type: ignore[return-value]
 
 
