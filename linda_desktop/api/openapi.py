@@ -77,13 +77,15 @@ def document(port: int | None = None) -> dict[str, Any]:
             "schemas": {
                 "Error": {"type": "object", "required": ["error", "message"],
                           "properties": {"error": {"type": "string"}, "message": {"type": "string"}}},
-                "Status": {"type": "object", "required": ["state", "connected"], "properties": {
+                "Status": {"type": "object", "required": ["state", "connected", "ready_to_send"], "properties": {
                     "state": {"type": "string", "enum": ["starting", "restoring", "connected", "needs_link",
                                                          "logged_out", "conflict", "offline",
                                                          "browser_crashed", "error"]},
                     "reason": {"type": ["string", "null"]},
                     "account": {"type": ["string", "null"], "description": "the linked phone number"},
                     "connected": {"type": "boolean"},
+                    "ready_to_send": {"type": "boolean", "description":
+                                      "connected, and WhatsApp Web has loaded far enough to send"},
                     "messaging": {"type": "object", "description": "the in-page bridge (api, version, ready)"},
                     "webhook": {"type": ["object", "null"]},
                     "app_version": {"type": "string"}}},

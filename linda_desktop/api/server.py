@@ -232,6 +232,7 @@ class ApiServer:
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if len(self._writers) >= MAX_CONNECTIONS:
             writer.write(response_bytes(503, error_body("busy", "too many connections"), close=True))
+            await self._linger(reader)
             await self._close(writer)
             return
         self._writers.add(writer)
@@ -391,9 +392,11 @@ class ApiServer:
             webhook = self.webhooks.stats()
         elif self.webhook_error is not None:
             webhook = {"url": self.webhook_url, "error": str(self.webhook_error)}
+        messaging = messaging or {}
         data = {"state": state, "reason": svc.reason, "account": svc.account,
-                "connected": state == "connected", "messaging": messaging or {}, "webhook": webhook,
-                "app_version": __version__}
+                "connected": state == "connected",
+                "ready_to_send": state == "connected" and bool(messaging.get("ready") and messaging.get("connected")),
+                "messaging": messaging, "webhook": webhook, "app_version": __version__}
         return 200, json_bytes(data), "application/json", {}
 
     async def _qr(self, request: Request) -> tuple[int, bytes, str, dict[str, str]]:

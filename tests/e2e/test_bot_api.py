@@ -192,7 +192,7 @@ def test_message_reaches_stream_and_webhook_bot_replies_and_survives_sigkill(
 
     sim.link()
     app.wait_state("connected", 30)
-    assert wait_until(lambda: api(base, token, "/v1/status")[1].get("messaging", {}).get("ready"), 20)
+    assert wait_until(lambda: api(base, token, "/v1/status")[1].get("ready_to_send"), 20)
     status_body = api(base, token, "/v1/status")[1]
     assert status_body["connected"] is True and status_body["account"] == "15550001234"
     assert status_body["messaging"]["api"] == "wa-js (simulator)"
@@ -259,7 +259,7 @@ def test_node_example_bot_replies(start_app, sim, token: str, bot_settings: dict
     start_bot(bots, [node, "examples/bot.mjs"], base, token, tmp_path / "node-bot.log")
     assert wait_until(lambda: "connected to the event stream" in (tmp_path / "node-bot.log").read_text(), 20), \
         (tmp_path / "node-bot.log").read_text()
-    assert wait_until(lambda: api(base, token, "/v1/status")[1].get("messaging", {}).get("ready"), 20)
+    assert wait_until(lambda: api(base, token, "/v1/status")[1].get("ready_to_send"), 20)
     sim.deliver("15550009999", "ping from node test")
     reply = wait_reply(sim, "15550009999@c.us", '"ping from node test"')
     assert reply["text"] == 'Thanks! We got: "ping from node test"'
@@ -278,7 +278,7 @@ def test_send_errors_and_no_token_end_to_end(start_app, sim, token: str, bot_set
     app.wait_for(lambda e: e.get("event") == "qr", 30)
     sim.link()
     app.wait_state("connected", 30)
-    assert wait_until(lambda: api(base, token, "/v1/status")[1].get("messaging", {}).get("ready"), 20)
+    assert wait_until(lambda: api(base, token, "/v1/status")[1].get("ready_to_send"), 20)
     status, body = api(base, token, "/v1/messages", {"to": "+1 (555) 765-4321", "text": "Your order shipped."})
     assert status == 200, body
     assert body["to"] == f"{CUSTOMER}@c.us" and body["id"] and body["ack"] == 1

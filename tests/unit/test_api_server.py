@@ -43,12 +43,18 @@ def api(service: SessionService) -> Iterator[ApiServer]:
 
 def raw(port: int, data: bytes, *, timeout: float = 5.0, read_all: bool = True) -> tuple[int, dict[str, str], bytes]:
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(data)
-        if read_all:
-            sock.shutdown(socket.SHUT_WR)
+        try:
+            sock.sendall(data)
+            if read_all:
+                sock.shutdown(socket.SHUT_WR)
+        except OSError:  # the server answered and closed first (e.g. 503 when full)
+            pass
         buf = b""
         while b"\r\n\r\n" not in buf:
-            chunk = sock.recv(65536)
+            try:
+                chunk = sock.recv(65536)
+            except ConnectionResetError:
+                break
             if not chunk:
                 break
             buf += chunk
