@@ -385,9 +385,11 @@ class WhatsAppPage:
             return PageSnapshot(PageState.LOADING, reason="navigating")
         return classify(raw, page.url, self.selectors)
 
-    async def wait_for_change(self, previous: PageSnapshot | None, timeout: float) -> PageSnapshot:
+    async def wait_for_change(self, previous: PageSnapshot | None, timeout: float,
+                              poll: float = POLL_SECONDS) -> PageSnapshot:
         """Returns as soon as the state, QR payload, reason or post_logout flag differs from
         ``previous`` (at once when previous is None), else the last reading after ``timeout``.
+        ``poll``: seconds between readings (short while starting up, longer while idle).
         A page stuck on a browser error page (no network) is reloaded with back-off."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0.0, timeout)
@@ -398,7 +400,7 @@ class WhatsAppPage:
             if self._nav_error and loop.time() >= self._retry_at and not self._closing:
                 await self._goto()
                 continue
-            await asyncio.sleep(min(POLL_SECONDS, max(0.0, deadline - loop.time())))
+            await asyncio.sleep(min(poll, max(0.0, deadline - loop.time())))
 
     async def wait_for_state(self, *states: PageState, timeout: float) -> PageSnapshot:
         """Waits until the page is in one of ``states``; returns the last reading either way."""

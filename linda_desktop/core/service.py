@@ -51,6 +51,9 @@ SETTLED = {PageState.QR, PageState.QR_IDLE, PageState.CONNECTED, PageState.CONFL
            PageState.OFFLINE, PageState.PAIRING, PageState.UNSUPPORTED}
 CRASH_BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 VISIBLE_LINK_TIMEOUT_SECONDS = 600.0
+SETTLE_POLL_SECONDS = 0.05
+BUSY_POLL_SECONDS = 0.15
+IDLE_POLL_SECONDS = 0.5
 TAKEOVER_WINDOW_SECONDS = 600.0
 MAX_TAKEOVERS_PER_WINDOW = 3
 LINK_STALLED_REASON = ("link_stalled: the phone scanned the code but WhatsApp asks to finish "
@@ -373,7 +376,7 @@ class SessionService:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            snap = await self._page.wait_for_change(snap, min(remaining, 1.0))
+            snap = await self._page.wait_for_change(snap, min(remaining, 1.0), poll=SETTLE_POLL_SECONDS)
         return snap
 
     async def _close_page(self) -> None:
@@ -397,7 +400,7 @@ class SessionService:
                         crash_streak += 1
                         await self._handle_crash(crash_streak)
                         continue
-                    snap = await self._page.wait_for_change(self._page_last, 0.5)
+                    snap = await self._page.wait_for_change(self._page_last, 0.5, poll=self._poll_seconds())
                     if self._page is None or self._page.crashed:
                         continue
                     await self._apply(snap)
@@ -412,6 +415,11 @@ class SessionService:
                 crash_streak += 1
                 await asyncio.sleep(1.0)
             await asyncio.sleep(0)
+
+    def _poll_seconds(self) -> float:
+        """Read the page often while something is happening, rarely while all is well (an
+        idle tray app should cost next to nothing)."""
+        return IDLE_POLL_SECONDS if self.state == SessionState.CONNECTED else BUSY_POLL_SECONDS
 
     @property
     def _page_last(self) -> PageSnapshot | None:
