@@ -155,7 +155,8 @@ class SessionService:
             return
         previous = self.state
         self.state, self.reason = state, reason
-        log.info("state %s -> %s%s", previous.value, state.value, f" ({reason})" if reason else "")
+        change = state.value if previous == state else f"{previous.value} -> {state.value}"
+        log.info("state %s%s", change, f" ({reason})" if reason else "")
         if state in (SessionState.NEEDS_LINK,):
             self._last_qr = None
             self._qr_idle_sent = False

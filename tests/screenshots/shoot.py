@@ -240,7 +240,7 @@ def app(desk: Desktop, out: Path, scratch: Path) -> list[Path]:
     from tests.whatsapp_sim.control import Simulator
 
     sim = Simulator(None, scratch / "sim", loading_seconds=0.5, qr_interval=20, first_qr_seconds=20,
-                    account="+31 6 1234 5678").start()
+                    account="31612345678").start()
     data = scratch / "data"
     proc = desk.start([sys.executable, "-m", "linda_desktop", "--background", "--data-dir", str(data),
                        "--wa-url", sim.url], cwd=str(ROOT),
