@@ -508,9 +508,17 @@ class WhatsAppPage:
 
 
 def _pid_from_proc(profile_dir: Path) -> int | None:
-    """Linux fallback: the browser process whose command line names this profile."""
-    if not sys.platform.startswith("linux"):
-        return None
+    """Linux fallback: the main browser process (no ``--type=``) running on this profile."""
+    from linda_desktop.session.profile import find_browser_processes
+
+    for pid in find_browser_processes(profile_dir):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"--type=" not in cmdline:
+            return pid
+    return None
     wanted = f"--user-data-dir={profile_dir}".encode()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():

@@ -43,6 +43,7 @@ from linda_desktop.core.errors import (
 )
 from linda_desktop.paths import ensure_private_dir
 from linda_desktop.session.crypto import DAMAGED_FIX, DecryptingReader, EncryptingWriter, key_id, read_header
+from linda_desktop.session.profile import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -421,20 +422,6 @@ def read_payload(reader: DecryptingReader, sink: _Sink) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    if os.name != "posix":
-        return True  # unknown: fall back to the age rule
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _parse_time(text: Any) -> datetime | None:
     try:
         value = datetime.fromisoformat(str(text))
@@ -781,7 +768,7 @@ class BackupStore:
                     age = now - entry.stat(follow_symlinks=False).st_mtime
                 except OSError:
                     continue
-                if pid != os.getpid() and _pid_alive(pid) and age < _STALE_AGE:
+                if pid != os.getpid() and pid_alive(pid) and age < _STALE_AGE:
                     continue
                 try:
                     if entry.is_dir(follow_symlinks=False):

@@ -515,7 +515,8 @@ def profile_lock_owner(profile_dir: Path) -> LockOwner | None:
     return None
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (Linux: /proc; Windows: OpenProcess)."""
     if pid <= 0:
         return False
     if sys.platform.startswith("linux"):
@@ -604,7 +605,7 @@ def find_browser_processes(profile_dir: Path) -> list[int]:
         for entry in os.scandir("/proc"):
             if entry.name.isdigit() and int(entry.name) != me:
                 pid = int(entry.name)
-                if _pid_alive(pid) and _linux_cmdline_names(pid, profile_dir):
+                if pid_alive(pid) and _linux_cmdline_names(pid, profile_dir):
                     pids.append(pid)
         return sorted(pids)
     if os.name == "posix":
@@ -624,7 +625,7 @@ def find_browser_processes(profile_dir: Path) -> list[int]:
 
 def browser_owns_profile(pid: int, profile_dir: Path) -> bool:
     """Is live ``pid`` a browser on this profile? Only Linux can tell; elsewhere assume it is."""
-    if not _pid_alive(pid):
+    if not pid_alive(pid):
         return False
     if sys.platform.startswith("linux"):
         return _linux_cmdline_names(pid, profile_dir)
@@ -674,7 +675,7 @@ def terminate_orphan_browsers(profile_dir: Path, timeout: float = 5) -> list[int
     remaining = list(pids)
     while remaining and time.monotonic() < deadline:
         time.sleep(0.05)
-        remaining = [pid for pid in remaining if _pid_alive(pid)]
+        remaining = [pid for pid in remaining if pid_alive(pid)]
     # Helpers the browser spawned meanwhile are ended too; each pid is re-checked right before
     # the hard kill, so a reused pid that is not a browser on our profile is never touched.
     late = [pid for pid in find_browser_processes(profile_dir) if pid not in pids]
@@ -684,7 +685,7 @@ def terminate_orphan_browsers(profile_dir: Path, timeout: float = 5) -> list[int
     remaining += late
     deadline = time.monotonic() + 2
     while remaining and time.monotonic() < deadline:
-        remaining = [pid for pid in remaining if _pid_alive(pid)]
+        remaining = [pid for pid in remaining if pid_alive(pid)]
         if remaining:
             time.sleep(0.05)
     return pids + late
