@@ -207,6 +207,11 @@ def run_tray_app(paths: AppPaths, *, wa_url: str, browser: str | None, backgroun
         instance.close()
         raise LindaError(f"The tray needs Qt (PySide6), which failed to load: {exc}",
                          "reinstall Linda Desktop, or use `linda-desktop run`") from exc
+    if browser is None:
+        browser = _browser_or_first_run_download(paths)
+        if browser is None:  # the owner cancelled the download: nothing to run
+            instance.close()
+            return 1
 
     holder: dict[str, SessionService] = {}
     apis: list[Any] = []
@@ -229,6 +234,20 @@ def run_tray_app(paths: AppPaths, *, wa_url: str, browser: str | None, backgroun
         for api in apis:
             api.close()
         instance.close()
+
+
+def _browser_or_first_run_download(paths: AppPaths) -> str | None:
+    """An installed Chrome/Edge/Chromium when there is one; otherwise download Playwright's
+    Chromium into the app's folder, with a progress window (first run of an installed app)."""
+    from linda_desktop.browser.discovery import find_browser
+    from linda_desktop.core.errors import BrowserNotFound
+
+    try:
+        return find_browser(None, extra_playwright_dirs=[paths.browsers]).path
+    except BrowserNotFound:
+        from linda_desktop.ui.browser_setup import ensure_browser_interactively
+
+        return ensure_browser_interactively(paths)
 
 
 # ---------------------------------------------------------------------- one-shot commands

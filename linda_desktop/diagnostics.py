@@ -38,11 +38,11 @@ def _keyring_info(paths: AppPaths, key_error: LindaError | None = None) -> dict[
     return info
 
 
-def _browser_info(browser: str | None) -> dict[str, Any]:
+def _browser_info(browser: str | None, paths: AppPaths) -> dict[str, Any]:
     from linda_desktop.browser.discovery import browser_version, find_browser
 
     try:
-        found = find_browser(browser)
+        found = find_browser(browser, extra_playwright_dirs=[paths.browsers])
     except LindaError as exc:
         return {"found": False, "path": None, "version": None, "error": str(exc)}
     return {"found": True, "path": str(found.path), "kind": found.kind, "source": found.source,
@@ -99,7 +99,7 @@ def collect_status(paths: AppPaths, *, wa_url: str, browser: str | None, running
         "known_good": next((b["id"] for b in backups if b.get("known_good")), None),
         "keyring": _keyring_info(paths, key_error),
         "autostart": _autostart_info(data_dir_override(paths)),
-        "browser": _browser_info(browser),
+        "browser": _browser_info(browser, paths),
         "wa_url": wa_url,
         "data_dir": str(paths.data),
         "log_file": str(paths.log_file),
@@ -150,7 +150,7 @@ def format_status(data: dict[str, Any]) -> str:
 def doctor_checks(paths: AppPaths, *, wa_url: str, browser: str | None) -> list[Check]:
     """Each part the app needs, checked, with the fix for each failure."""
     checks: list[Check] = []
-    info = _browser_info(browser)
+    info = _browser_info(browser, paths)
     checks.append(Check("browser", info["found"],
                         f"{info['path']} ({info.get('version') or 'version unknown'})" if info["found"] else info["error"],
                         "" if info["found"] else "install Google Chrome or Microsoft Edge, or run `playwright install chromium`,"

@@ -133,7 +133,9 @@ def playwright_candidates(registry: Path, system: str) -> list[Path]:
     then the others, newest first."""
     if not registry.is_dir():
         return []
-    dirs = [d for d in registry.iterdir() if d.is_dir() and re.fullmatch(r"chromium-\d+", d.name)]
+    # Playwright writes INSTALLATION_COMPLETE last: a folder without it is a cancelled unpack.
+    dirs = [d for d in registry.iterdir() if d.is_dir() and re.fullmatch(r"chromium-\d+", d.name)
+            and (d / "INSTALLATION_COMPLETE").is_file()]
     expected = _expected_revision()
     dirs.sort(key=lambda d: (d.name != f"chromium-{expected}", -int(d.name.split("-")[1])))
     return [d.joinpath(*sub) for d in dirs for sub in PLAYWRIGHT_SUBPATHS[system]]

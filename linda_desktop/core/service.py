@@ -187,7 +187,7 @@ class SessionService:
         from linda_desktop.browser.discovery import find_browser
 
         try:
-            info = find_browser(self.browser)
+            info = find_browser(self.browser, extra_playwright_dirs=[self.paths.browsers])
         except BrowserNotFound as exc:
             self.fatal_error = exc
             self._notice("browser_missing", str(exc))

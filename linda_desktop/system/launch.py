@@ -24,14 +24,25 @@ def _interpreter(executable: str, system_is_windows: bool) -> str:
     return executable
 
 
+WINDOWED_EXE = "LindaDesktop.exe"  # installers/pyinstaller/bundle_info.py GUI_NAME
+
+
 def base_command(*, frozen: bool | None = None, executable: str | None = None, windows: bool | None = None) -> list[str]:
     """The bare command that starts the app, without options. Arguments exist for tests only."""
     frozen = bool(getattr(sys, "frozen", False)) if frozen is None else frozen
     executable = executable or sys.executable
     windows = (os.name == "nt") if windows is None else windows
     if frozen:
-        return [executable]
+        return [_windowed_sibling(executable) if windows else executable]
     return [_interpreter(executable, windows), "-m", "linda_desktop"]
+
+
+def _windowed_sibling(executable: str) -> str:
+    """Frozen Windows builds ship a console exe (linda-desktop.exe) and a windowed one
+    (LindaDesktop.exe): login starts and menu entries must use the windowed one, or a console
+    window opens at every login."""
+    sibling = Path(executable).with_name(WINDOWED_EXE)
+    return str(sibling) if sibling.is_file() else executable
 
 
 def with_options(command: list[str], *, background: bool = False, data_dir: str | os.PathLike[str] | None = None) -> list[str]:

@@ -163,11 +163,17 @@ def test_playwright_chromium_is_the_last_resort(tmp_path, empty_env):
     new = make_exe(registry / "chromium-1200" / "chrome-linux64" / "chrome")
     make_exe(registry / "chromium_headless_shell-1200" / "chrome-linux" / "headless_shell")
     env = {**empty_env, "PLAYWRIGHT_BROWSERS_PATH": str(registry)}
+    # A folder whose unpack never finished (no INSTALLATION_COMPLETE marker) is not a browser.
+    unfinished = make_exe(registry / "chromium-1300" / "chrome-linux64" / "chrome")
+    for folder in ("chromium-1100", "chromium-1200"):
+        (registry / folder / "INSTALLATION_COMPLETE").write_text("")
     assert find(env, tmp_path) == BrowserInfo(str(new), "playwright-chromium", "playwright")
+    assert unfinished.exists()
     new.unlink()
     assert find(env, tmp_path).path == str(old)
     # The app's own download folder is searched too; an installed browser still comes first.
     own = make_exe(tmp_path / "own" / "chromium-1300" / "chrome-linux64" / "chrome")
+    (tmp_path / "own" / "chromium-1300" / "INSTALLATION_COMPLETE").write_text("")
     assert find(env, tmp_path, extra_playwright_dirs=[tmp_path / "own"]).path == str(own)
     make_exe(tmp_path / "bin" / "chromium")
     assert find(env, tmp_path).source == "path"
