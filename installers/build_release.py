@@ -45,7 +45,18 @@ def tree_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
 
+def fetch_wajs() -> None:
+    """The bot API's pinned in-page library, from the npm registry (never committed)."""
+    npm = shutil.which("npm")
+    if npm is None:
+        print("WARNING: npm not found: the bundle ships without wa-js (bot API sends answer not_ready)")
+        return
+    subprocess.run([npm, "ci", "--prefix", str(REPO / "linda_desktop" / "browser" / "wajs"), "--ignore-scripts",
+                    "--no-audit", "--no-fund"], check=True, cwd=REPO)
+
+
 def build_bundle(dist: Path, work: Path) -> Path:
+    fetch_wajs()
     cmd = [sys.executable, "-m", "PyInstaller", "--noconfirm", "--clean", "--log-level", "WARN",
            "--distpath", str(dist), "--workpath", str(work), str(SPEC)]
     print("build:", " ".join(cmd), flush=True)
