@@ -1,6 +1,9 @@
 """Diagnostics: what `status` and `doctor` say, in a window the owner can copy from.
 
 The report is collected off the GUI thread (``doctor`` may probe the keyring and the browser).
+Below it, the bot API token (made once per installation, kept in the keyring) with Show and Copy
+buttons: masked until the owner asks, and never part of the report that *Copy* puts on the
+clipboard for support.
 """
 
 from __future__ import annotations
@@ -12,8 +15,8 @@ from typing import Any, Callable, Mapping, Union
 from linda_desktop.ui import qt_compat  # noqa: F401 - must load before any emit
 from PySide6.QtCore import QUrl, Qt, Signal
 from PySide6.QtGui import QDesktopServices, QFontDatabase, QGuiApplication
-from PySide6.QtWidgets import (QDialog, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QDialog, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit,
+                               QPushButton, QVBoxLayout, QWidget)
 
 from linda_desktop import APP_NAME
 
@@ -62,9 +65,10 @@ def _scalar(value: Any) -> str:
 
 class DiagnosticsDialog(QDialog):
     reportReady = Signal(str)
+    tokenReady = Signal(str, str)  # token, error (one of them empty); never log the token
 
     def __init__(self, source: ReportSource, log_file: Path | None = None,
-                 parent: QWidget | None = None) -> None:
+                 parent: QWidget | None = None, *, token: Callable[[], str] | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle(f"Diagnostics — {APP_NAME}")
         self.setObjectName("diagnosticsDialog")
@@ -92,6 +96,10 @@ class DiagnosticsDialog(QDialog):
             self.log_label.setText(f"Log file: {self._log_file}")
         layout.addWidget(self.log_label)
 
+        self.token_edit: QLineEdit | None = None
+        if token is not None:
+            layout.addLayout(self._token_row())
+
         buttons = QHBoxLayout()
         self.copy_button = QPushButton("Copy")
         self.copy_button.setEnabled(False)
@@ -109,7 +117,74 @@ class DiagnosticsDialog(QDialog):
         layout.addLayout(buttons)
 
         self.reportReady.connect(self._show_report)
+        self.tokenReady.connect(self._show_token)
         self._collect(source)
+        if token is not None:
+            self._fetch_token(token)
+
+    # ---- the bot API token -----------------------------------------------------------------
+
+    def _token_row(self) -> QHBoxLayout:
+        row = QHBoxLayout()
+        label = QLabel("Bot API token:")
+        self.token_edit = QLineEdit()
+        self.token_edit.setObjectName("apiToken")
+        self.token_edit.setReadOnly(True)
+        self.token_edit.setEchoMode(QLineEdit.EchoMode.Password)
+        self.token_edit.setPlaceholderText("Reading the system keyring…")
+        self.token_edit.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        label.setBuddy(self.token_edit)
+        self.show_token_button = QPushButton("Show")
+        self.show_token_button.setCheckable(True)
+        self.show_token_button.setEnabled(False)
+        self.show_token_button.toggled.connect(self._reveal_token)
+        self.copy_token_button = QPushButton("Copy token")
+        self.copy_token_button.setEnabled(False)
+        self.copy_token_button.clicked.connect(self.copy_token)
+        row.addWidget(label)
+        row.addWidget(self.token_edit, 1)
+        row.addWidget(self.show_token_button)
+        row.addWidget(self.copy_token_button)
+        return row
+
+    def _fetch_token(self, token: Callable[[], str]) -> None:
+        def work() -> None:
+            try:
+                value, error = token(), ""
+            except Exception as exc:  # noqa: BLE001 - KeyringUnavailable and D-Bus errors
+                value, error = "", str(exc) or type(exc).__name__
+            try:
+                self.tokenReady.emit(value, error)
+            except RuntimeError:  # the dialog was closed and deleted meanwhile
+                pass
+
+        threading.Thread(target=work, name="linda-diagnostics-token", daemon=True).start()
+
+    def _show_token(self, value: str, error: str) -> None:
+        assert self.token_edit is not None
+        if not value:
+            self.token_edit.setEchoMode(QLineEdit.EchoMode.Normal)
+            self.token_edit.setText(f"not available: {error}")
+            self.token_edit.setCursorPosition(0)
+            return
+        self.token_edit.setText(value)
+        self.token_edit.setCursorPosition(0)
+        self.show_token_button.setEnabled(True)
+        self.copy_token_button.setEnabled(True)
+
+    def _reveal_token(self, shown: bool) -> None:
+        assert self.token_edit is not None
+        self.token_edit.setEchoMode(QLineEdit.EchoMode.Normal if shown else QLineEdit.EchoMode.Password)
+        self.show_token_button.setText("Hide" if shown else "Show")
+
+    @property
+    def token_shown(self) -> bool:
+        return self.token_edit is not None and self.token_edit.echoMode() == QLineEdit.EchoMode.Normal
+
+    def copy_token(self) -> None:
+        if self.token_edit is not None and self.copy_token_button.isEnabled():
+            QGuiApplication.clipboard().setText(self.token_edit.text())
+            self.copy_token_button.setText("Copied")
 
     def _collect(self, source: ReportSource) -> None:
         if not callable(source):

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QApplication
 from linda_desktop import APP_ID, APP_NAME, __version__
 from linda_desktop.core.events import SessionState
 from linda_desktop.paths import AppPaths
+from linda_desktop.ui.bot_api import BotApi
 from linda_desktop.ui.bridge import ServiceBridge, ServiceFactory
 from linda_desktop.ui.diagnostics import ReportSource
 from linda_desktop.ui.icons import app_icon
@@ -46,7 +47,8 @@ class TrayApp(QObject):
     def __init__(self, service_factory: ServiceFactory, *, paths: AppPaths, background: bool,
                  autostart: Autostart | None | str = "default", diagnostics: ReportSource | None = None,
                  confirm: ConfirmFn | None = None, tray_available: bool | None = None,
-                 wa_url: str | None = None, browser: str | None = None) -> None:
+                 wa_url: str | None = None, browser: str | None = None,
+                 bot_api: BotApi | None = None) -> None:
         super().__init__()
         self.app = make_application()
         self.paths = paths
@@ -59,7 +61,7 @@ class TrayApp(QObject):
         self.controller = TrayController(self.bridge, paths=paths, qr_window=self.qr_window,
                                          status_window=self.status_window, autostart=autostart,
                                          diagnostics=diagnostics, confirm=confirm,
-                                         tray_available=tray_available, parent=self)
+                                         tray_available=tray_available, bot_api=bot_api, parent=self)
         self._showRequested.connect(self._show_now)
         # exit(), not quit(): Qt 6's quit() first asks every window to close, and ours refuse
         # (closing a window only hides it), which would cancel the quit.
@@ -154,7 +156,7 @@ def run_tray(service_factory: ServiceFactory, *, paths: AppPaths, background: bo
              show_window_requests: Callable[[Callable[[], None]], None] | None = None,
              wa_url: str | None = None, browser: str | None = None,
              on_service_ready: Callable[[Any, Callable[[], None]], None] | None = None,
-             diagnostics: ReportSource | None = None) -> int:
+             diagnostics: ReportSource | None = None, bot_api: BotApi | None = None) -> int:
     """Run the tray app until Quit; returns the exit code.
 
     ``service_factory(on_event)`` builds the SessionService. ``background``: start without a
@@ -162,10 +164,12 @@ def run_tray(service_factory: ServiceFactory, *, paths: AppPaths, background: bo
     a thread-safe callback that brings the window forward; ``on_service_ready(service, show)`` is
     called on the GUI thread once the service exists and its loop runs (wire the single-instance
     channel there). ``wa_url``/``browser`` feed the Diagnostics report
-    (``linda_desktop.diagnostics.report``) unless ``diagnostics`` is given.
+    (``linda_desktop.diagnostics.report``) unless ``diagnostics`` is given. ``bot_api``: the
+    bot API switch; the tray starts it with the service, flips it from Bot API ▸ and closes it
+    on Quit (without one, that submenu is disabled).
     """
     tray = TrayApp(service_factory, paths=paths, background=background, diagnostics=diagnostics,
-                   wa_url=wa_url, browser=browser)
+                   wa_url=wa_url, browser=browser, bot_api=bot_api)
     if show_window_requests is not None:
         show_window_requests(tray.request_show)
     if on_service_ready is not None:

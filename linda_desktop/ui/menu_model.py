@@ -31,6 +31,14 @@ OPEN_DATA = "open_data"
 DIAGNOSTICS = "diagnostics"
 ABOUT = "about"
 QUIT = "quit"
+BOT_API = "bot_api"
+API_STATUS = "api_status"
+API_ENABLED = "api_enabled"
+API_COPY_TOKEN = "api_copy_token"
+API_DOCS = "api_docs"
+
+# TrayView.api_state values (the same words as linda_desktop.ui.bot_api's states).
+API_OFF, API_STARTING, API_ON, API_PROBLEM = "off", "starting", "on", "problem"
 
 # States in which a live, linked session exists on disk (a backup makes sense).
 _HAS_SESSION = {SessionState.CONNECTED, SessionState.OFFLINE, SessionState.CONFLICT}
@@ -73,6 +81,13 @@ class TrayView:
     restoring: bool = False
     relinking: bool = False
     quitting: bool = False
+    # Bot API ▸ (linda_desktop.ui.bot_api): whether this app can run it at all, what
+    # settings.json says (the check mark), what the server does, and why it is not running.
+    api_available: bool = False
+    api_enabled: bool = False
+    api_state: str = API_OFF
+    api_url: str | None = None
+    api_problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -180,6 +195,32 @@ def last_backup_label(view: TrayView, now: datetime | None = None) -> str:
     return f"Last backup: {format_when(view.last_backup, now)}"
 
 
+def api_status_label(view: TrayView) -> str:
+    """The Bot API ▸ submenu's status line."""
+    if not view.api_available:
+        return "Not available"
+    if view.api_state == API_ON:
+        return f"Listening on {view.api_url}"
+    if view.api_state == API_STARTING:
+        return "Starting…"
+    if view.api_state == API_PROBLEM:
+        return f"Problem: {view.api_problem or 'it could not start'}"
+    return "Off"
+
+
+def bot_api_item(view: TrayView) -> MenuItem:
+    """Bot API ▸ status line, Enabled (checkable), Copy token, Open API docs."""
+    usable = view.api_available and not view.quitting
+    return MenuItem(BOT_API, "Bot API", enabled=view.api_available, children=(
+        MenuItem(API_STATUS, api_status_label(view), enabled=False),
+        MenuItem.sep(4),
+        MenuItem(API_ENABLED, "Enabled", enabled=usable, checkable=True,
+                 checked=view.api_available and view.api_enabled),
+        MenuItem(API_COPY_TOKEN, "Copy token", enabled=usable),
+        MenuItem(API_DOCS, "Open API docs", enabled=usable and view.api_state == API_ON),
+    ))
+
+
 def build_menu(view: TrayView, now: datetime | None = None) -> list[MenuItem]:
     """The tray menu for ``view``. Items that make no sense in a state are disabled, not hidden,
     so the menu keeps its shape and the owner can still see what exists."""
@@ -221,6 +262,7 @@ def build_menu(view: TrayView, now: datetime | None = None) -> list[MenuItem]:
         MenuItem.sep(2),
         MenuItem(AUTOSTART, "Start at login", enabled=view.autostart_available and not view.quitting,
                  checkable=True, checked=view.autostart_enabled and view.autostart_available),
+        bot_api_item(view),
         MenuItem(OPEN_DATA, "Open data folder"),
         MenuItem(DIAGNOSTICS, "Diagnostics…"),
         MenuItem(ABOUT, "About Linda Desktop"),

@@ -29,6 +29,8 @@ NOTICE_TITLES = {
                             "No system keyring is available. Open Diagnostics to see how to fix it."),
     "restore_failed": ("Restore failed", WARNING, "The current session was left as it was."),
     "service_failed": ("Linda Desktop stopped", CRITICAL, "Open Diagnostics to see why."),
+    "api_unavailable": ("The bot API is off", WARNING, "Open Diagnostics to see why."),
+    "webhook_unavailable": ("Webhooks are off", WARNING, "Open Diagnostics to see why."),
 }
 
 
@@ -56,14 +58,16 @@ class Notifier(QObject):
         self.sent: list[Message] = []  # what was actually shown (tests, diagnostics)
         self.enabled = True  # False: decide and record, but show nothing (screenshots)
 
-    def notify(self, message: Message) -> bool:
+    def notify(self, message: Message, *, repeat: bool = False) -> bool:
+        """Show ``message`` unless it was just said. ``repeat``: always show it (the answer to
+        something the owner just did, e.g. "Token copied")."""
         now = self._clock()
         last = self._last_shown.get(message.key)
-        if last is not None and now - last < self._min_interval:
+        if not repeat and last is not None and now - last < self._min_interval:
             return False
         # The service often reports one problem twice (a Notice, then an error state with the
         # same words): say it once.
-        if any(m.body == message.body and now - self._last_shown.get(m.key, -1e18) < self._min_interval
+        if not repeat and any(m.body == message.body and now - self._last_shown.get(m.key, -1e18) < self._min_interval
                for m in self.sent[-5:]):
             return False
         self._last_shown[message.key] = now

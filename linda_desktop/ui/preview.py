@@ -139,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=0, help="quit after this long (0: never)")
     args = parser.parse_args(argv)
 
+    from linda_desktop.ui.bot_api import BotApi
     from linda_desktop.ui.main import TrayApp
 
     data = tempfile.mkdtemp(prefix="linda-preview-")
@@ -153,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
                                        "keyring": "SecretService (unlocked)",
                                        "backups": f"{len(backups)} (newest 18 minutes ago)",
                                        "log file": str(paths.log_file)},
-                  confirm=lambda *_: True)
+                  confirm=lambda *_: True, bot_api=BotApi(paths))  # off: its settings are new
     controller = app.controller
     controller.notifier.enabled = False  # no balloons over the screenshots
 

@@ -161,10 +161,16 @@ class StatusWindow(QWidget):
         if item.children:
             menu = QMenu(button)
             for child in item.children:
+                if child.separator:
+                    menu.addSeparator()
+                    continue
                 action = menu.addAction(child.label)
                 action.setObjectName(child.id)
                 action.setEnabled(child.enabled)
-                action.triggered.connect(lambda _=False, i=child.id: self.actionTriggered.emit(i, False))
+                if child.checkable:
+                    action.setCheckable(True)
+                    action.setChecked(child.checked)
+                action.triggered.connect(lambda checked=False, i=child.id: self.actionTriggered.emit(i, checked))
             button.setMenu(menu)
         else:
             button.clicked.connect(lambda _=False, i=item.id: self.actionTriggered.emit(i, False))

@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import sys
+import threading
+import time
 from datetime import datetime
 from typing import Any, Callable, Protocol
 
@@ -19,11 +21,13 @@ from PySide6.QtGui import QAction, QDesktopServices, QGuiApplication, QIcon, QPa
 from PySide6.QtWidgets import QMenu, QMessageBox, QSystemTrayIcon, QWidget
 
 from linda_desktop import APP_NAME
+from linda_desktop.core.errors import LindaError
 from linda_desktop.core.events import SessionState, StateChanged
 from linda_desktop.paths import AppPaths
 from linda_desktop.ui import bridge as cmd
 from linda_desktop.ui import menu_model as mm
 from linda_desktop.ui.about import AboutDialog
+from linda_desktop.ui.bot_api import BotApi
 from linda_desktop.ui.bridge import ServiceBridge
 from linda_desktop.ui.diagnostics import DiagnosticsDialog, ReportSource, format_report
 from linda_desktop.ui.icons import app_icon, tray_icon
@@ -108,18 +112,30 @@ def populate_menu(menu: QMenu, items: list[mm.MenuItem], on_trigger: Callable[[s
         menu.addAction(action)
 
 
+# Seconds after the owner switched the bot API on during which the server's own "api_unavailable"
+# notice is not shown: the owner hears why in a message box instead (once, not twice).
+_API_NOTICE_QUIET = 15.0
+
+
 class TrayController(QObject):
     quitRequested = Signal()   # the owner chose Quit; emitted after the clean shutdown finished
     viewChanged = Signal()     # the TrayView changed (tests, the preview)
+    tokenCopied = Signal()     # Bot API ▸ Copy token put the token on the clipboard (tests)
+
+    _apiChanged = Signal()            # BotApi listener, from any thread → GUI thread
+    _tokenLoaded = Signal(str, str)   # token, error (one of them empty); never log the token
 
     def __init__(self, bridge: ServiceBridge, *, paths: AppPaths, qr_window: QrWindow | None = None,
                  status_window: StatusWindow | None = None, autostart: Autostart | None | str = "default",
                  diagnostics: ReportSource | None = None, confirm: ConfirmFn | None = None,
                  tray_available: bool | None = None, auto_show_link_window: bool = True,
-                 parent: QObject | None = None) -> None:
+                 bot_api: BotApi | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.bridge = bridge
         self.paths = paths
+        self.bot_api = bot_api
+        self._api_owner_waiting = False   # the owner switched it on; say how that went
+        self._api_quiet_until = 0.0
         self.qr_window = qr_window or QrWindow()
         self.status_window = status_window or StatusWindow()
         self.autostart = default_autostart(paths) if autostart == "default" else autostart
@@ -129,7 +145,7 @@ class TrayController(QObject):
         self._dialogs: list[QWidget] = []
         self._quitting = False
         self.view = mm.TrayView(autostart_available=self.autostart is not None,
-                                autostart_enabled=self._autostart_enabled())
+                                autostart_enabled=self._autostart_enabled(), **self._api_view())
 
         available = QSystemTrayIcon.isSystemTrayAvailable() if tray_available is None else tray_available
         self.tray: QSystemTrayIcon | None = None
@@ -150,11 +166,16 @@ class TrayController(QObject):
         bridge.qrChanged.connect(self._on_qr)
         bridge.backupMade.connect(self._on_backup)
         bridge.restored.connect(self._on_restored)
-        bridge.notice.connect(self.notifier.on_notice)
+        bridge.notice.connect(self._on_notice)
         bridge.commandDone.connect(self._on_command_done)
         bridge.commandFailed.connect(self._on_command_failed)
         bridge.busyChanged.connect(self._on_busy)
         bridge.started.connect(self.bridge.list_backups)
+        self._apiChanged.connect(self._on_api_changed)
+        self._tokenLoaded.connect(self._on_token_loaded)
+        if bot_api is not None:
+            bot_api.subscribe(self._apiChanged.emit)
+            bridge.started.connect(self._attach_api)
         self.qr_window.showNewQrRequested.connect(bridge.show_new_qr)
         self.qr_window.finishInBrowserRequested.connect(bridge.finish_in_visible_browser)
 
@@ -181,6 +202,8 @@ class TrayController(QObject):
 
     @Slot()
     def rebuild_menu(self) -> None:
+        if self.bot_api is not None:  # the API server may have stopped since (its thread failed)
+            self.view = dataclasses.replace(self.view, **self._api_view())
         populate_menu(self.menu, self.items(), self.trigger, self._menu_icons())
 
     def _menu_icons(self) -> dict[str, QIcon]:
@@ -274,6 +297,12 @@ class TrayController(QObject):
                                          "Your WhatsApp session is backed up (encrypted)."))
 
     @Slot(str, str)
+    def _on_notice(self, kind: str, message: str) -> None:
+        if kind == "api_unavailable" and time.monotonic() < self._api_quiet_until:
+            return  # the owner just switched it on: the message box says why
+        self.notifier.on_notice(kind, message)
+
+    @Slot(str, str)
     def _on_command_failed(self, name: str, message: str) -> None:
         if name == cmd.LIST_BACKUPS:
             return
@@ -309,6 +338,12 @@ class TrayController(QObject):
             self._relink()
         elif item_id == mm.AUTOSTART:
             self._toggle_autostart(checked)
+        elif item_id == mm.API_ENABLED:
+            self.set_api_enabled(checked)
+        elif item_id == mm.API_COPY_TOKEN:
+            self.copy_api_token()
+        elif item_id == mm.API_DOCS:
+            self.open_api_docs()
         elif item_id == mm.OPEN_DATA:
             self.open_data_folder()
         elif item_id == mm.DIAGNOSTICS:
@@ -360,12 +395,104 @@ class TrayController(QObject):
                                          str(exc), WARNING))
         self._update(autostart_enabled=self._autostart_enabled())
 
+    # ---- Bot API ▸ ----------------------------------------------------------------------------
+
+    def _api_view(self) -> dict[str, Any]:
+        if self.bot_api is None:
+            return {"api_available": False}
+        status = self.bot_api.status()
+        return {"api_available": True, "api_enabled": status.enabled, "api_state": status.state,
+                "api_url": status.url,
+                "api_problem": status.problem.message if status.problem is not None else None}
+
+    @Slot()
+    def _attach_api(self) -> None:
+        if self.bot_api is not None and self.bridge.service is not None:
+            self.bot_api.attach(self.bridge.service)
+
+    @Slot()
+    def _on_api_changed(self) -> None:
+        if self.bot_api is None:
+            return
+        self._update(**self._api_view())
+        status = self.bot_api.status()
+        if not self._api_owner_waiting or status.state == mm.API_STARTING:
+            return
+        self._api_owner_waiting = False
+        if status.state == mm.API_PROBLEM and status.problem is not None:
+            self._api_quiet_until = time.monotonic() + _API_NOTICE_QUIET
+            self._warn("The bot API could not start", status.problem.message, status.problem.fix)
+
+    def set_api_enabled(self, enabled: bool) -> None:
+        """Bot API ▸ Enabled: save the choice and start or stop the server now."""
+        if self.bot_api is None:
+            return
+        if enabled:
+            self._api_owner_waiting = True
+            self._api_quiet_until = time.monotonic() + _API_NOTICE_QUIET
+        try:
+            self.bot_api.set_enabled(enabled)
+        except OSError as exc:
+            self._api_owner_waiting = False
+            self._warn("Could not change the bot API setting", f"settings.json could not be written: "
+                       f"{exc.strerror or exc}", "check that the data folder is writable")
+        self._on_api_changed()
+
+    def copy_api_token(self) -> None:
+        """Bot API ▸ Copy token: read it from the keyring off the GUI thread, then copy it."""
+        bot_api = self.bot_api
+        if bot_api is None:
+            return
+
+        def load() -> None:
+            try:
+                token, error = bot_api.token(), ""
+            except LindaError as exc:
+                token, error = "", str(exc)
+            except Exception as exc:  # noqa: BLE001 - a D-Bus error must become a message
+                token, error = "", f"The system keyring failed: {type(exc).__name__}"
+            try:
+                self._tokenLoaded.emit(token, error)
+            except RuntimeError:  # the controller is gone (app exit)
+                pass
+
+        threading.Thread(target=load, name="linda-api-token", daemon=True).start()
+
+    @Slot(str, str)
+    def _on_token_loaded(self, token: str, error: str) -> None:
+        if not token:
+            self.notifier.notify(Message("api_token_failed", "Could not copy the token",
+                                         error or "The system keyring gave no token.", WARNING), repeat=True)
+            return
+        QGuiApplication.clipboard().setText(token)
+        self.notifier.notify(Message("api_token_copied", "Bot API token copied",
+                                     "Paste it into your bot as “Authorization: Bearer <token>”. "
+                                     "Keep it secret: it gives access to your WhatsApp."), repeat=True)
+        self.tokenCopied.emit()
+
+    def open_api_docs(self) -> bool:
+        status = self.bot_api.status() if self.bot_api is not None else None
+        if status is None or status.docs_url is None:
+            return False
+        return QDesktopServices.openUrl(QUrl(status.docs_url))
+
+    def _warn(self, title: str, text: str, fix: str | None = None) -> QMessageBox:
+        """A non-modal warning box (the owner just did something that did not work)."""
+        box = QMessageBox(QMessageBox.Icon.Warning, title, text)
+        box.setObjectName("warningBox")
+        box.setWindowIcon(app_icon())
+        if fix:
+            box.setInformativeText(fix[:1].upper() + fix[1:] + ("" if fix.endswith(".") else "."))
+        self._keep(box).show()
+        return box
+
     def open_data_folder(self) -> bool:
         self.paths.ensure(self.paths.data)
         return QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.paths.data)))
 
     def show_diagnostics(self) -> DiagnosticsDialog:
-        dialog = DiagnosticsDialog(self._diagnostics_source(), self.paths.log_file)
+        token = self.bot_api.token if self.bot_api is not None else None
+        dialog = DiagnosticsDialog(self._diagnostics_source(), self.paths.log_file, token=token)
         self._keep(dialog).show()
         return dialog
 
@@ -377,6 +504,7 @@ class TrayController(QObject):
             "backups": len(self.view.backups),
             "system tray": "available" if self.tray is not None else "not available (status window)",
             "start at login": self._describe_autostart(),
+            "bot API": mm.api_status_label(self.view) if self.bot_api is not None else "not available",
             "data folder": str(self.paths.data),
         }
         extra = self._diagnostics
@@ -412,6 +540,8 @@ class TrayController(QObject):
         self.view = dataclasses.replace(self.view, quitting=True)
         self._refresh()
         self.qr_window.hide()
+        if self.bot_api is not None:
+            self.bot_api.close()  # bots lose the API first; the service then backs up and stops
         self.bridge.shutdown(timeout)
         if self.tray is not None:
             self.tray.hide()

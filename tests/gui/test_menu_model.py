@@ -54,8 +54,8 @@ def test_menu_shape_and_flags_per_state(state):
     backup, restore, relink, window = EXPECTED[state]
     ids = top_ids(items)
     assert ids[:2] == [mm.STATUS, mm.LAST_BACKUP]
-    assert ids[-8:-5] == [mm.BACKUP_NOW, mm.RESTORE, mm.RELINK]
-    assert ids[-5:] == [mm.AUTOSTART, mm.OPEN_DATA, mm.DIAGNOSTICS, mm.ABOUT, mm.QUIT]
+    assert ids[-9:-6] == [mm.BACKUP_NOW, mm.RESTORE, mm.RELINK]
+    assert ids[-6:] == [mm.AUTOSTART, mm.BOT_API, mm.OPEN_DATA, mm.DIAGNOSTICS, mm.ABOUT, mm.QUIT]
     assert (mm.SHOW_WINDOW in ids) is window
     assert item(items, mm.BACKUP_NOW).enabled is backup
     assert item(items, mm.RESTORE).enabled is restore
