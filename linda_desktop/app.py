@@ -214,7 +214,9 @@ def run_tray_app(paths: AppPaths, *, wa_url: str, browser: str | None, backgroun
             return 1
 
     holder: dict[str, SessionService] = {}
-    apis: list[Any] = []
+    from linda_desktop.ui.bot_api import BotApi
+
+    bot_api = BotApi(paths)  # bot API (issue 6): starts with the service; Bot API ▸ switches it
 
     def factory(on_event: Callable[[Event], None]) -> SessionService:
         service = build_service(paths, wa_url=wa_url, browser=browser, on_event=on_event, background=background)
@@ -223,16 +225,12 @@ def run_tray_app(paths: AppPaths, *, wa_url: str, browser: str | None, backgroun
 
     def on_service_ready(service: SessionService, show: Callable[[], None]) -> None:
         instance.serve(control_handler(service, on_show=show))
-        from linda_desktop.api import start_api
-
-        apis.append(start_api(service, paths, service.settings))  # bot API (issue 6)
 
     try:
         return run_tray(factory, paths=paths, background=background, wa_url=wa_url, browser=browser,
-                        on_service_ready=on_service_ready)
+                        on_service_ready=on_service_ready, bot_api=bot_api)
     finally:
-        for api in apis:
-            api.close()
+        bot_api.close()
         instance.close()
 
 
