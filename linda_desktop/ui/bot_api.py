@@ -131,6 +131,8 @@ class BotApi:
     def close(self) -> None:
         """Stop the server (settings.json is left as it is). Idempotent."""
         with self._lock:
+            if self._closed:
+                return
             self._closed = True
             self._stop_locked()
         self._changed()
@@ -156,6 +158,9 @@ class BotApi:
     def _stop_locked(self) -> None:
         handle, self._handle = self._handle, None
         if handle is not None:
+            # A server still in its first milliseconds has no loop to stop yet; wait (briefly)
+            # until it listens or failed, so close() really ends it.
+            handle.wait_ready(2.0)
             handle.close()
 
     def _await_start(self, handle: Any, owner: bool) -> None:

@@ -174,7 +174,7 @@ class TrayController(QObject):
         self._apiChanged.connect(self._on_api_changed)
         self._tokenLoaded.connect(self._on_token_loaded)
         if bot_api is not None:
-            bot_api.subscribe(self._apiChanged.emit)
+            bot_api.subscribe(self._api_changed_elsewhere)
             bridge.started.connect(self._attach_api)
         self.qr_window.showNewQrRequested.connect(bridge.show_new_qr)
         self.qr_window.finishInBrowserRequested.connect(bridge.finish_in_visible_browser)
@@ -404,6 +404,13 @@ class TrayController(QObject):
         return {"api_available": True, "api_enabled": status.enabled, "api_state": status.state,
                 "api_url": status.url,
                 "api_problem": status.problem.message if status.problem is not None else None}
+
+    def _api_changed_elsewhere(self) -> None:
+        """BotApi listener (any thread): hand the news to the GUI thread."""
+        try:
+            self._apiChanged.emit()
+        except RuntimeError:  # the controller is gone (the app is exiting)
+            pass
 
     @Slot()
     def _attach_api(self) -> None:
