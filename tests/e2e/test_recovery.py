@@ -150,7 +150,8 @@ def test_revoked_while_running(linked: AppProcess, sim) -> None:
 
 def test_conflict_is_reported_and_taken_over(linked: AppProcess, sim) -> None:
     mark = len(linked.events)
-    sim.conflict()
+    # The page was just reopened to flush storage after linking: wait until it is live again.
+    assert wait_until(lambda: sim.conflict() >= 1, 15), "no connected page to put in conflict"
     linked.wait_state("conflict", 30, after=mark)
     linked.wait_state("connected", 30, after=mark)
     assert wait_until(lambda: sim.devices().get("takeovers", 0) >= 1, 10), sim.devices()
