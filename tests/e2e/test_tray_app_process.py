@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pytest
 
@@ -28,13 +28,13 @@ from linda_desktop.ui.icons import ICON_KEYS, icons_dir
 from tests.e2e.harness import CHROMIUM, REPO, cli, write_settings
 from tests.integration.conftest import kill_browsers_under
 from tests.screenshots.shoot import APP_CLASS, TOOLS, Desktop, stop
-from tests.whatsapp_sim.control import Simulator, free_port
+from tests.whatsapp_sim.control import Simulator
+from tests.sim_fixtures import ACCOUNT, steady_sim  # noqa: F401  (the `sim` fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.xvfb, pytest.mark.timeout(150),
               pytest.mark.skipif(any(shutil.which(t) is None for t in TOOLS),
                                  reason="needs Xvfb, openbox, tint2, xdotool, imagemagick")]
 
-ACCOUNT = "31612345678"
 QR_TITLE = "Link WhatsApp"
 STATUS_TITLE = "^Linda Desktop$"
 PANEL = "#1e2227"  # tests/screenshots/tint2rc: the panel the tray icons sit on
@@ -151,15 +151,6 @@ class Launcher:
             stop(proc, grace=30)
 
 
-@pytest.fixture
-def sim(tmp_path: Path) -> Iterator[Simulator]:
-    simulator = Simulator(free_port(), tmp_path / "sim", loading_seconds=0.3, first_qr_seconds=1,
-                          qr_interval=30, qr_count=5, account=ACCOUNT)
-    simulator.start()
-    try:
-        yield simulator
-    finally:
-        simulator.stop()
 
 
 def test_tray_app_links_quits_from_its_menu_and_comes_back_connected(tmp_path: Path, sim: Simulator):

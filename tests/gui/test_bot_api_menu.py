@@ -13,8 +13,6 @@ import logging
 import socket
 import urllib.error
 import urllib.request
-from pathlib import Path
-from typing import Iterator
 
 import pytest
 from PySide6.QtCore import QObject, QUrl, Slot
@@ -33,10 +31,10 @@ from linda_desktop.ui.tray import TrayController
 from tests.e2e.harness import write_settings
 from tests.gui.real_service import RealServiceFactory, Recorder, menu_actions
 from tests.integration.conftest import kill_browsers_under
-from tests.whatsapp_sim.control import Simulator, free_port
+from tests.whatsapp_sim.control import free_port
+from tests.sim_fixtures import ACCOUNT, steady_sim  # noqa: F401  (the `sim` fixture)
 
 SECOND = 1000  # qtbot timeouts are in ms
-ACCOUNT = "31612345678"
 URL = "http://127.0.0.1:8723"
 
 
@@ -281,15 +279,6 @@ def test_diagnostics_shows_the_token_masked_until_asked_and_keeps_it_out_of_the_
 
 # ---------------------------------------------------------------------- the real service
 
-@pytest.fixture
-def sim(tmp_path: Path) -> Iterator[Simulator]:
-    simulator = Simulator(free_port(), tmp_path / "sim", loading_seconds=0.3, first_qr_seconds=1,
-                          qr_interval=30, qr_count=5, account=ACCOUNT)
-    simulator.start()
-    try:
-        yield simulator
-    finally:
-        simulator.stop()
 
 
 @pytest.mark.browser

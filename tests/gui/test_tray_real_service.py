@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -28,11 +27,11 @@ from tests.e2e.harness import write_settings
 from tests.gui.real_service import (RealServiceFactory, Recorder, menu_actions, read_qr_modules,
                                     segno_modules)
 from tests.integration.conftest import kill_browsers_under
-from tests.whatsapp_sim.control import Simulator, free_port
+from tests.whatsapp_sim.control import Simulator
+from tests.sim_fixtures import ACCOUNT, steady_sim  # noqa: F401  (the `sim` fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(150)]
 
-ACCOUNT = "31612345678"  # digits, as WhatsApp stores it (last-wid-md)
 SECOND = 1000  # qtbot timeouts are in ms
 
 
@@ -47,16 +46,6 @@ class Answers:
         return True
 
 
-@pytest.fixture
-def sim(tmp_path: Path) -> Iterator[Simulator]:
-    # Codes rotate slowly so the one on screen is still the page's when the test compares them.
-    simulator = Simulator(free_port(), tmp_path / "sim", loading_seconds=0.3, first_qr_seconds=1,
-                          qr_interval=30, qr_count=5, account=ACCOUNT)
-    simulator.start()
-    try:
-        yield simulator
-    finally:
-        simulator.stop()
 
 
 @pytest.fixture
