@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import AppProcess, cli, wait_until
+from tests.e2e.harness import AppProcess, cli, wait_until, write_settings
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -190,3 +190,18 @@ def test_sigterm_exits_zero_and_backs_up(linked: AppProcess, data_dir: Path) -> 
     assert linked.terminate() == 0
     assert len(list((data_dir / "backups").glob("*.lindabak"))) == before + 1
     assert wait_until(lambda: not linked.browser_pids(), 10)
+
+
+def test_periodic_backups_follow_the_interval_setting_and_rotate(start_app, data_dir: Path, sim) -> None:
+    write_settings(data_dir, backup_interval_hours=2 / 3600)  # every 2 s, to see rotation in a test
+    app = start_app()
+    app.wait_for(lambda e: e.get("event") == "qr", 60)
+    sim.link()
+    link = app.wait_for(lambda e: e.get("event") == "backup" and e.get("reason") == "link", 60)
+    later = app.events.index(link) + 1
+    autos_after_link = lambda: sum(e.get("event") == "backup" and e.get("reason") == "auto"  # noqa: E731
+                                   for e in app.events[later:])
+    assert wait_until(lambda: autos_after_link() >= 6, 60), app.summary()
+    files = {p.name.removesuffix(".lindabak") for p in (data_dir / "backups").glob("*.lindabak")}
+    assert len(files) == 6, "the newest 5 plus the last known-good"
+    assert link["id"] in files, "the known-good backup (taken at link) is never rotated away"
