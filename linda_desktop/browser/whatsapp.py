@@ -22,7 +22,6 @@ import logging
 import os
 import re
 import signal
-import sys
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 from urllib.parse import parse_qs, urlsplit

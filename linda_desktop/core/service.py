@@ -11,7 +11,6 @@ import asyncio
 import logging
 import os
 import time
-from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable, TypeVar
 
 from linda_desktop import __version__
@@ -24,7 +23,6 @@ from linda_desktop.core.errors import (
     LindaError,
     NoBackups,
     ProfileInUse,
-    StorageError,
     WrongKey,
 )
 from linda_desktop.core.events import (
@@ -841,7 +839,3 @@ class SessionService:
         if self._store is None:
             return []
         return [b.to_json() for b in self._store.list()]
-
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)

@@ -9,9 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
-import time
 from pathlib import Path
 
 import pytest
