@@ -518,14 +518,3 @@ def _pid_from_proc(profile_dir: Path) -> int | None:
         if b"--type=" not in cmdline:
             return pid
     return None
-    wanted = f"--user-data-dir={profile_dir}".encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if wanted in argv and not any(a.startswith(b"--type=") for a in argv):
-            return int(entry.name)
-    return None
