@@ -4,6 +4,8 @@
 does (``linda_desktop.app.build_service``) against the WhatsApp Web simulator and a real Chromium.
 ``read_qr_modules`` reads a QR code back from the pixels a widget painted, without knowing the
 payload, so a test can compare it with segno's matrix for the payload it expects.
+``open_menu``/``menu_actions`` index the real tray menu; ``UrlCatcher`` records the URLs the UI
+asks the desktop to open.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 from typing import Any, Callable
 
 import segno
+from PySide6.QtCore import QObject, QUrl, Slot
 from PySide6.QtGui import QAction, QImage
 from PySide6.QtWidgets import QMenu
 
@@ -81,6 +84,27 @@ def menu_actions(menu: QMenu) -> dict[str, QAction]:
         if isinstance(sub, QMenu):
             found.update(menu_actions(sub))
     return found
+
+
+def open_menu(qtbot: Any, controller: Any) -> dict[str, QAction]:
+    """Open the real tray QMenu (aboutToShow rebuilds it from the menu model), index it, close it."""
+    controller.menu.popup(controller.menu.pos())
+    qtbot.waitUntil(controller.menu.isVisible, timeout=2000)
+    actions = menu_actions(controller.menu)
+    controller.menu.hide()
+    return actions
+
+
+class UrlCatcher(QObject):
+    """Stands in as the desktop's URL handler (QDesktopServices.setUrlHandler) and records URLs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[QUrl] = []
+
+    @Slot(QUrl)
+    def open(self, url: QUrl) -> None:
+        self.urls.append(url)
 
 
 class Recorder:

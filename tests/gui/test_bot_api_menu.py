@@ -15,7 +15,6 @@ import urllib.error
 import urllib.request
 
 import pytest
-from PySide6.QtCore import QObject, QUrl, Slot
 from PySide6.QtGui import QDesktopServices, QGuiApplication
 from PySide6.QtWidgets import QApplication, QMessageBox
 
@@ -29,7 +28,7 @@ from linda_desktop.ui.bridge import ServiceBridge
 from linda_desktop.ui.menu_model import TrayView, build_menu, find_item
 from linda_desktop.ui.tray import TrayController
 from tests.e2e.harness import write_settings
-from tests.gui.real_service import RealServiceFactory, Recorder, menu_actions
+from tests.gui.real_service import RealServiceFactory, Recorder, UrlCatcher, open_menu
 from tests.integration.conftest import kill_browsers_under
 from tests.whatsapp_sim.control import free_port
 from tests.sim_fixtures import ACCOUNT, steady_sim  # noqa: F401  (the `sim` fixture)
@@ -94,13 +93,6 @@ def test_bot_api_sits_after_start_at_login_and_is_inert_while_quitting():
 
 # ---------------------------------------------------------------------- helpers
 
-def open_menu(qtbot, controller: TrayController) -> dict:
-    """Open the real tray QMenu (aboutToShow rebuilds it from the model), index it, close it."""
-    controller.menu.popup(controller.menu.pos())
-    qtbot.waitUntil(controller.menu.isVisible, timeout=2 * SECOND)
-    actions = menu_actions(controller.menu)
-    controller.menu.hide()
-    return actions
 
 
 def http(url: str, token: str | None = None) -> tuple[int, bytes]:
@@ -132,14 +124,6 @@ def close_boxes() -> None:
         box.close()
 
 
-class UrlCatcher(QObject):
-    def __init__(self) -> None:
-        super().__init__()
-        self.urls: list[QUrl] = []
-
-    @Slot(QUrl)
-    def open(self, url: QUrl) -> None:
-        self.urls.append(url)
 
 
 @pytest.fixture

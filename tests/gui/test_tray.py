@@ -11,9 +11,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QObject, QUrl, Slot
 from PySide6.QtGui import QDesktopServices, QGuiApplication
-from PySide6.QtWidgets import QMenu
 
 from linda_desktop.core.events import BackupMade, Notice, QrCode, Restored, SessionState, StateChanged
 from linda_desktop.system.autostart import XdgAutostart
@@ -23,6 +21,7 @@ from linda_desktop.ui.bridge import ServiceBridge
 from linda_desktop.ui.icons import tray_icon
 from linda_desktop.ui.preview import sample_payload
 from linda_desktop.ui.tray import TrayController
+from tests.gui.real_service import UrlCatcher, open_menu
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -76,21 +75,6 @@ def setup(qtbot, probe_factory, started_bridges, paths, answers, autostart):
     return make
 
 
-def open_menu(qtbot, controller: TrayController) -> dict[str, object]:
-    """Open the real tray QMenu (aboutToShow rebuilds it) and index its actions by id."""
-    controller.menu.popup(controller.menu.pos())
-    qtbot.waitUntil(controller.menu.isVisible, timeout=2000)
-    actions = {}
-    for action in controller.menu.actions():
-        if action.isSeparator():
-            continue
-        actions[action.objectName()] = action
-        sub = action.menu()
-        if isinstance(sub, QMenu):
-            for child in sub.actions():
-                actions[child.objectName()] = child
-    controller.menu.hide()
-    return actions
 
 
 def named(command: str):
@@ -271,14 +255,6 @@ def test_autostart_missing_disables_the_item(qtbot, probe_factory, paths, answer
     assert not actions[mm.AUTOSTART].isEnabled() and not actions[mm.AUTOSTART].isChecked()
 
 
-class UrlCatcher(QObject):
-    def __init__(self) -> None:
-        super().__init__()
-        self.urls: list[QUrl] = []
-
-    @Slot(QUrl)
-    def open(self, url: QUrl) -> None:
-        self.urls.append(url)
 
 
 def test_open_data_folder(qtbot, setup, paths):

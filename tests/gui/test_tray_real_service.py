@@ -24,8 +24,7 @@ from linda_desktop.ui.bridge import ServiceBridge
 from linda_desktop.ui.icons import tray_icon
 from linda_desktop.ui.tray import TrayController
 from tests.e2e.harness import write_settings
-from tests.gui.real_service import (RealServiceFactory, Recorder, menu_actions, read_qr_modules,
-                                    segno_modules)
+from tests.gui.real_service import RealServiceFactory, Recorder, open_menu, read_qr_modules, segno_modules
 from tests.integration.conftest import kill_browsers_under
 from tests.whatsapp_sim.control import Simulator
 from tests.sim_fixtures import ACCOUNT, steady_sim  # noqa: F401  (the `sim` fixture)
@@ -66,13 +65,6 @@ def tray(qtbot, paths: AppPaths, sim: Simulator, tmp_path: Path):
         kill_browsers_under(tmp_path)
 
 
-def open_menu(qtbot, controller: TrayController) -> dict:
-    """Open the real tray QMenu (aboutToShow rebuilds it from the menu model), index it, close it."""
-    controller.menu.popup(controller.menu.pos())
-    qtbot.waitUntil(controller.menu.isVisible, timeout=2 * SECOND)
-    actions = menu_actions(controller.menu)
-    controller.menu.hide()
-    return actions
 
 
 def named(command: str):
