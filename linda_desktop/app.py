@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from linda_desktop.core.errors import AlreadyRunning, LindaError, NoBackups, ProfileInUse
-from linda_desktop.core.events import Event, QrCode, StateChanged
-from linda_desktop.core.service import SessionService
-from linda_desktop.core.settings import Settings
-from linda_desktop.paths import AppPaths
+from linda_desktop.base.errors import AlreadyRunning, LindaError, NoBackups, ProfileInUse
+from linda_desktop.base.events import Event, QrCode, StateChanged
+from linda_desktop.service.session_service import SessionService
+from linda_desktop.base.settings import Settings
+from linda_desktop.base.paths import AppPaths
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ class EventPrinter:
             segno.make(event.data, error="l").terminal(compact=True)
             sys.stdout.flush()
         elif isinstance(event, StateChanged):
-            from linda_desktop.core.events import SessionState
+            from linda_desktop.base.events import SessionState
 
             words = {SessionState.CONNECTED: "Connected.", SessionState.NEEDS_LINK: "Needs linking.",
                      SessionState.RESTORING: "Restoring the session…", SessionState.STARTING: "Starting…"}
@@ -238,7 +238,7 @@ def _browser_or_first_run_download(paths: AppPaths) -> str | None:
     """An installed Chrome/Edge/Chromium when there is one; otherwise download Playwright's
     Chromium into the app's folder, with a progress window (first run of an installed app)."""
     from linda_desktop.browser.discovery import find_browser
-    from linda_desktop.core.errors import BrowserNotFound
+    from linda_desktop.base.errors import BrowserNotFound
 
     try:
         return find_browser(None, extra_playwright_dirs=[paths.browsers]).path
@@ -278,7 +278,7 @@ class Context:
         return BackupStore(self.paths.backups, key, keep=settings.keep_backups, work_dir=self.paths.work)
 
     def status(self) -> dict[str, Any]:
-        from linda_desktop.diagnostics import collect_status
+        from linda_desktop.service.diagnostics import collect_status
 
         try:
             running, remote = self._remote({"cmd": "status"}, timeout=30)
@@ -380,7 +380,7 @@ class Context:
             instance.close()
 
     def finish_link(self) -> dict[str, Any]:
-        from linda_desktop.core.errors import NotRunning
+        from linda_desktop.base.errors import NotRunning
 
         running, remote = self._remote({"cmd": "finish_link"}, timeout=900)
         if not running:
@@ -388,7 +388,7 @@ class Context:
         return remote
 
     def clear_logs(self) -> int:
-        from linda_desktop.core.logs import clear_logs
+        from linda_desktop.base.logs import clear_logs
         from linda_desktop.session.state import SessionStateStore
 
         SessionStateStore(self.paths.state_file).clear_logs()

@@ -14,7 +14,7 @@ import sys
 from typing import Any, Sequence
 
 from linda_desktop import __version__
-from linda_desktop.core.errors import LindaError
+from linda_desktop.base.errors import LindaError
 
 DEFAULT_WA_URL = "https://web.whatsapp.com/"
 
@@ -97,8 +97,8 @@ def main_gui() -> int:
 
 def dispatch(args: argparse.Namespace) -> int:
     from linda_desktop import app
-    from linda_desktop.core.logs import setup_logging
-    from linda_desktop.paths import resolve_paths
+    from linda_desktop.base.logs import setup_logging
+    from linda_desktop.base.paths import resolve_paths
 
     data_dir, wa_url, browser = resolve_options(args)
     paths = resolve_paths(data_dir)
@@ -117,7 +117,7 @@ def _print_json(value: Any) -> None:
 
 
 def cmd_status(args: argparse.Namespace, ctx: Any) -> int:
-    from linda_desktop.diagnostics import format_status
+    from linda_desktop.service.diagnostics import format_status
 
     data = ctx.status()
     if args.json:
@@ -166,7 +166,7 @@ def cmd_import(args: argparse.Namespace, ctx: Any) -> int:
 
 
 def cmd_autostart(args: argparse.Namespace, ctx: Any) -> int:
-    from linda_desktop.diagnostics import data_dir_override
+    from linda_desktop.service.diagnostics import data_dir_override
     from linda_desktop.system.autostart import autostart_for_platform
 
     strategy = autostart_for_platform(data_dir=data_dir_override(ctx.paths))
@@ -183,7 +183,7 @@ def cmd_autostart(args: argparse.Namespace, ctx: Any) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace, ctx: Any) -> int:
-    from linda_desktop.diagnostics import doctor_checks, format_doctor
+    from linda_desktop.service.diagnostics import doctor_checks, format_doctor
 
     checks = doctor_checks(ctx.paths, wa_url=ctx.wa_url, browser=ctx.browser)
     if args.json:

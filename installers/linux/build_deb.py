@@ -147,7 +147,7 @@ def launcher_entry() -> str:
     """The menu entry: the packaged .desktop template plus what a launcher wants."""
     parser = configparser.ConfigParser(interpolation=None, delimiters=("=",))
     parser.optionxform = str  # type: ignore[assignment,method-assign]
-    parser.read(REPO / "resources" / f"{APP_ID}.desktop", encoding="utf-8")
+    parser.read(REPO / "linda_desktop" / "resources" / f"{APP_ID}.desktop", encoding="utf-8")
     entry = parser["Desktop Entry"]
     entry["Exec"] = APP_ID
     entry["TryExec"] = APP_ID
@@ -189,7 +189,7 @@ def build(bundle: Path, out_dir: Path, version: str = __version__, arch: str | N
     apps = root / "usr" / "share" / "applications"
     apps.mkdir(parents=True)
     (apps / f"{APP_ID}.desktop").write_text(launcher_entry(), encoding="utf-8")
-    icons = REPO / "resources" / "icons"
+    icons = REPO / "linda_desktop" / "resources" / "icons"
     hicolor = root / "usr" / "share" / "icons" / "hicolor"
     for size in ICON_SIZES:
         src = icons / f"app-{size}.png"

@@ -14,8 +14,8 @@ from typing import Any
 
 from linda_desktop.api.errors import ApiUnavailable
 from linda_desktop.api.server import ApiServer, check_host
-from linda_desktop.core.settings import Settings
-from linda_desktop.paths import AppPaths
+from linda_desktop.base.settings import Settings
+from linda_desktop.base.paths import AppPaths
 
 __all__ = ["ApiServer", "ApiUnavailable", "start_api", "describe", "check_host"]
 

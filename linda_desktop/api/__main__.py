@@ -14,7 +14,7 @@ import argparse
 import json
 import sys
 
-from linda_desktop.core.errors import LindaError
+from linda_desktop.base.errors import LindaError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
 
             print(json.dumps(document(), indent=2))
             return 0
-        from linda_desktop.core.settings import Settings
-        from linda_desktop.paths import resolve_paths
+        from linda_desktop.base.settings import Settings
+        from linda_desktop.base.paths import resolve_paths
 
         paths = resolve_paths(args.data_dir)
         settings = Settings.load(paths.settings_file)

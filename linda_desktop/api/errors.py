@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from linda_desktop.core.errors import LindaError
+from linda_desktop.base.errors import LindaError
 
 
 class ApiUnavailable(LindaError):

@@ -26,7 +26,7 @@ from linda_desktop.api.http import (HEADER_TIMEOUT, IDLE_TIMEOUT, MAX_HEADER_BYT
                                     error_body, json_bytes, read_request, response_bytes)
 from linda_desktop.api.token import load_token, token_matches
 from linda_desktop.api.webhooks import RETRY_DELAYS, WebhookSender, is_loopback_host
-from linda_desktop.core.errors import KeyringUnavailable, LindaError
+from linda_desktop.base.errors import KeyringUnavailable, LindaError
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import hmac
 import secrets
 from pathlib import Path
 
-from linda_desktop.core.errors import KeyringUnavailable
+from linda_desktop.base.errors import KeyringUnavailable
 from linda_desktop.session.keystore import NO_KEYRING, NO_KEYRING_FIX, KeyStore
 
 SERVICE = "linda-desktop"

@@ -19,7 +19,7 @@ from functools import lru_cache
 from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
 from typing import Iterable, Mapping, Sequence
 
-from linda_desktop.core.errors import BrowserNotFound
+from linda_desktop.base.errors import BrowserNotFound
 
 ENV_VAR = "LINDA_BROWSER"
 FIX = "install Google Chrome or Microsoft Edge, or run `playwright install chromium`"

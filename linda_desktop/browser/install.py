@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from linda_desktop.browser.discovery import PLAYWRIGHT_SUBPATHS, platform_key
-from linda_desktop.core.errors import LindaError
-from linda_desktop.paths import ensure_private_dir
+from linda_desktop.base.errors import LindaError
+from linda_desktop.base.paths import ensure_private_dir
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from linda_desktop.core.errors import LindaError
+from linda_desktop.base.errors import LindaError
 
 log = logging.getLogger(__name__)
 

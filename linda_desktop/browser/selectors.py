@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from linda_desktop import resources
-from linda_desktop.core.errors import LindaError
-from linda_desktop.core.events import PageState
+from linda_desktop.base.errors import LindaError
+from linda_desktop.base.events import PageState
 
 FILE_NAME = "selectors.json"
 SCHEMA = 1

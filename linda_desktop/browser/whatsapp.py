@@ -31,8 +31,8 @@ from playwright.async_api import BrowserContext, Error as PlaywrightError, Page,
 from linda_desktop.browser.discovery import browser_version as read_browser_version
 from linda_desktop.browser.discovery import platform_key
 from linda_desktop.browser.selectors import Selectors, default_selectors
-from linda_desktop.core.errors import BrowserLaunchFailed, ProfileInUse
-from linda_desktop.core.events import PageSnapshot, PageState
+from linda_desktop.base.errors import BrowserLaunchFailed, ProfileInUse
+from linda_desktop.base.events import PageSnapshot, PageState
 
 log = logging.getLogger(__name__)
 

@@ -33,15 +33,15 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
-from linda_desktop.core.atomic import atomic_write_json, fsync_dir
-from linda_desktop.core.errors import (
+from linda_desktop.base.atomic import atomic_write_json, fsync_dir
+from linda_desktop.base.errors import (
     BackupCorrupt,
     BackupNotFound,
     ProfileInvalid,
     StorageError,
     WrongKey,
 )
-from linda_desktop.paths import ensure_private_dir
+from linda_desktop.base.paths import ensure_private_dir
 from linda_desktop.session.crypto import DAMAGED_FIX, DecryptingReader, EncryptingWriter, key_id, read_header
 from linda_desktop.session.profile import pid_alive
 
@@ -465,7 +465,7 @@ class BackupStore:
 
     def _key_or_raise(self) -> bytes:
         if self._key is None:
-            from linda_desktop.core.errors import KeyringUnavailable
+            from linda_desktop.base.errors import KeyringUnavailable
 
             raise KeyringUnavailable("No backup key is available", "install and unlock a keyring, "
                                      "or set a backup passphrase with LINDA_BACKUP_PASSPHRASE")

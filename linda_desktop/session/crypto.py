@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from linda_desktop.core.errors import BackupCorrupt, WrongKey
+from linda_desktop.base.errors import BackupCorrupt, WrongKey
 
 MAGIC = b"LINDABAK"
 FORMAT_VERSION = 1

@@ -21,9 +21,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from linda_desktop.core.atomic import atomic_write_json
-from linda_desktop.core.errors import ImportSourceInvalid, StorageError
-from linda_desktop.paths import AppPaths, ensure_private_dir
+from linda_desktop.base.atomic import atomic_write_json
+from linda_desktop.base.errors import ImportSourceInvalid, StorageError
+from linda_desktop.base.paths import AppPaths, ensure_private_dir
 from linda_desktop.session import profile as prof
 
 log = logging.getLogger(__name__)

@@ -14,8 +14,8 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from linda_desktop.core.atomic import atomic_write_json
-from linda_desktop.core.errors import KeyringUnavailable, StorageError, WrongKey
+from linda_desktop.base.atomic import atomic_write_json
+from linda_desktop.base.errors import KeyringUnavailable, StorageError, WrongKey
 from linda_desktop.session.crypto import KEY_SIZE, key_id
 
 log = logging.getLogger(__name__)

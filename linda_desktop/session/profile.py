@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from linda_desktop.core.atomic import atomic_write_json, fsync_dir
-from linda_desktop.core.errors import ProfileInUse, StorageError
-from linda_desktop.paths import ensure_private_dir
+from linda_desktop.base.atomic import atomic_write_json, fsync_dir
+from linda_desktop.base.errors import ProfileInUse, StorageError
+from linda_desktop.base.paths import ensure_private_dir
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from linda_desktop.core.atomic import atomic_write_json
-from linda_desktop.paths import ensure_private_dir
+from linda_desktop.base.atomic import atomic_write_json
+from linda_desktop.base.paths import ensure_private_dir
 
 log = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from linda_desktop import APP_ID, APP_NAME
-from linda_desktop.core.atomic import atomic_write_bytes
-from linda_desktop.core.errors import StorageError
+from linda_desktop.base.atomic import atomic_write_bytes
+from linda_desktop.base.errors import StorageError
 from linda_desktop.system.launch import base_command, with_options
 
 BUNDLE_ID = "app.linda.desktop"

@@ -36,9 +36,9 @@ from multiprocessing.connection import Client, Connection, Listener
 from pathlib import Path
 from typing import Any, Callable
 
-from linda_desktop.core.atomic import atomic_write_json
-from linda_desktop.core.errors import AlreadyRunning, LindaError, NotRunning
-from linda_desktop.paths import ensure_private_dir
+from linda_desktop.base.atomic import atomic_write_json
+from linda_desktop.base.errors import AlreadyRunning, LindaError, NotRunning
+from linda_desktop.base.paths import ensure_private_dir
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from linda_desktop.core.errors import LindaError
-from linda_desktop.core.settings import Settings
-from linda_desktop.paths import AppPaths
+from linda_desktop.base.errors import LindaError
+from linda_desktop.base.settings import Settings
+from linda_desktop.base.paths import AppPaths
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class BotApi:
 
         token = load_token(create=True)
         if not token:
-            from linda_desktop.core.errors import KeyringUnavailable
+            from linda_desktop.base.errors import KeyringUnavailable
             raise KeyringUnavailable("The system keyring gave no API token", "check the system keyring")
         return token
 

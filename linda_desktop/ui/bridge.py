@@ -18,13 +18,13 @@ from typing import Any, Callable, Protocol
 from linda_desktop.ui import qt_compat  # noqa: F401 - must load before any emit
 from PySide6.QtCore import QCoreApplication, QEventLoop, QObject, Signal, Slot
 
-from linda_desktop.core.events import BackupMade, Event, Notice, QrCode, Restored, StateChanged
+from linda_desktop.base.events import BackupMade, Event, Notice, QrCode, Restored, StateChanged
 
 log = logging.getLogger(__name__)
 
 
 class ServiceLike(Protocol):
-    """What the bridge needs from SessionService (linda_desktop.core.service)."""
+    """What the bridge needs from SessionService (linda_desktop.service.session_service)."""
 
     loop: asyncio.AbstractEventLoop | None
 

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (QApplication, QDialog, QHBoxLayout, QLabel, QProg
 from linda_desktop import APP_NAME
 from linda_desktop.browser.install import (BrowserInstallError, ChromiumInstall, InstallCancelled, InstallDiskFull,
                                            InstallOffline, InstallProgress, describe, installed_chromium)
-from linda_desktop.paths import AppPaths
+from linda_desktop.base.paths import AppPaths
 
 log = logging.getLogger(__name__)
 

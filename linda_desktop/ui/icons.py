@@ -11,7 +11,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication, QIcon, QPalette
 
 from linda_desktop import resources
-from linda_desktop.core.events import SessionState
+from linda_desktop.base.events import SessionState
 
 SIZES = (16, 22, 32, 48, 64, 128, 256)
 ICON_KEYS = ("connected", "working", "needs_link", "offline", "error")

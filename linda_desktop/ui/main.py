@@ -12,8 +12,8 @@ from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtWidgets import QApplication
 
 from linda_desktop import APP_ID, APP_NAME, __version__
-from linda_desktop.core.events import SessionState
-from linda_desktop.paths import AppPaths
+from linda_desktop.base.events import SessionState
+from linda_desktop.base.paths import AppPaths
 from linda_desktop.ui.bot_api import BotApi
 from linda_desktop.ui.bridge import ServiceBridge, ServiceFactory
 from linda_desktop.ui.diagnostics import ReportSource
@@ -74,7 +74,7 @@ class TrayApp(QObject):
     def _report_source(self, wa_url: str, browser: str | None) -> ReportSource:
         """``diagnostics.report`` with the running service's own status (read on its loop)."""
         def report() -> str:
-            from linda_desktop.diagnostics import report as full_report
+            from linda_desktop.service.diagnostics import report as full_report
 
             status = None
             service = self.bridge.service
@@ -164,7 +164,7 @@ def run_tray(service_factory: ServiceFactory, *, paths: AppPaths, background: bo
     a thread-safe callback that brings the window forward; ``on_service_ready(service, show)`` is
     called on the GUI thread once the service exists and its loop runs (wire the single-instance
     channel there). ``wa_url``/``browser`` feed the Diagnostics report
-    (``linda_desktop.diagnostics.report``) unless ``diagnostics`` is given. ``bot_api``: the
+    (``linda_desktop.service.diagnostics.report``) unless ``diagnostics`` is given. ``bot_api``: the
     bot API switch; the tray starts it with the service, flips it from Bot API ▸ and closes it
     on Quit (without one, that submenu is disabled).
     """

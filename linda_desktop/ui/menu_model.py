@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Iterable, NamedTuple, Sequence
 
-from linda_desktop.core.events import SessionState
+from linda_desktop.base.events import SessionState
 
 # Reason prefix the service uses when the phone scanned the code but WhatsApp wants the owner to
 # finish on this computer (passkey step). Agreed with the service (StateChanged.reason).

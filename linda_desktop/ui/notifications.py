@@ -13,7 +13,7 @@ from typing import Callable
 from linda_desktop.ui import qt_compat  # noqa: F401 - must load before any emit
 from PySide6.QtCore import QObject, Slot
 
-from linda_desktop.core.events import SessionState, StateChanged
+from linda_desktop.base.events import SessionState, StateChanged
 from linda_desktop.ui.menu_model import NEEDS_OWNER, humanize_reason, is_link_stalled
 
 INFO, WARNING, CRITICAL = "info", "warning", "critical"

@@ -13,7 +13,7 @@ from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QPushButton, QStacke
                                QVBoxLayout, QWidget)
 
 from linda_desktop import APP_NAME
-from linda_desktop.core.events import SessionState, StateChanged
+from linda_desktop.base.events import SessionState, StateChanged
 from linda_desktop.ui.icons import app_icon
 from linda_desktop.ui.menu_model import humanize_reason, is_link_stalled, state_words
 from linda_desktop.ui.widgets import QrView, Spinner, StepRow, primary_button

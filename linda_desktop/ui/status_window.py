@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (QCheckBox, QFrame, QGridLayout, QHBoxLayout, QLab
                                QPushButton, QVBoxLayout, QWidget)
 
 from linda_desktop import APP_NAME
-from linda_desktop.core.events import SessionState
+from linda_desktop.base.events import SessionState
 from linda_desktop.ui import menu_model as mm
 from linda_desktop.ui.icons import app_icon, tray_icon
 

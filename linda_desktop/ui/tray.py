@@ -21,9 +21,9 @@ from PySide6.QtGui import QAction, QDesktopServices, QGuiApplication, QIcon, QPa
 from PySide6.QtWidgets import QMenu, QMessageBox, QSystemTrayIcon, QWidget
 
 from linda_desktop import APP_NAME
-from linda_desktop.core.errors import LindaError
-from linda_desktop.core.events import SessionState, StateChanged
-from linda_desktop.paths import AppPaths
+from linda_desktop.base.errors import LindaError
+from linda_desktop.base.events import SessionState, StateChanged
+from linda_desktop.base.paths import AppPaths
 from linda_desktop.ui import bridge as cmd
 from linda_desktop.ui import menu_model as mm
 from linda_desktop.ui.about import AboutDialog
@@ -60,7 +60,7 @@ class Autostart(Protocol):
 def default_autostart(paths: AppPaths | None = None) -> Autostart | None:
     """This OS's autostart entry; it carries ``--data-dir`` when the app runs with one."""
     try:
-        from linda_desktop.diagnostics import data_dir_override
+        from linda_desktop.service.diagnostics import data_dir_override
         from linda_desktop.system.autostart import autostart_for_platform
         return autostart_for_platform(data_dir=data_dir_override(paths) if paths else None)
     except Exception as exc:  # noqa: BLE001 - no autostart is a disabled menu item, not a crash

@@ -1,6 +1,6 @@
 """Regenerate every icon file from the SVG sources in ``src/``.
 
-    python resources/icons/build_icons.py          # writes PNGs, app.ico, app.icns beside this file
+    python resources/icons/build_icons.py          # writes PNGs, app.ico, app.icns to linda_desktop/resources/icons/
     python resources/icons/build_icons.py --check  # exit 1 if a generated file is missing or stale
 
 Rendering uses QtSvg (no other image tool needed); ``app.ico`` and ``app.icns`` are written here in
@@ -24,6 +24,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SRC = HERE / "src"
+# The rendered icons ship inside the package; the SVG sources and this script stay in resources/.
+OUT = HERE.parents[1] / "linda_desktop" / "resources" / "icons"
 SIZES = (16, 22, 32, 48, 64, 128, 256)
 ICO_SIZES = (16, 24, 32, 48, 64, 128, 256)
 # ICNS entry types holding PNG data, by pixel size (Apple's iconset names in the comments).
@@ -154,10 +156,10 @@ def outputs() -> dict[Path, tuple[Path, str]]:
     plan: dict[Path, tuple[Path, str]] = {}
     for svg in sorted(SRC.glob("*.svg")):
         for size in SIZES:
-            plan[HERE / f"{svg.stem}-{size}.png"] = (svg, f"png:{size}")
+            plan[OUT / f"{svg.stem}-{size}.png"] = (svg, f"png:{size}")
     app = SRC / "app.svg"
-    plan[HERE / "app.ico"] = (app, "ico")
-    plan[HERE / "app.icns"] = (app, "icns")
+    plan[OUT / "app.ico"] = (app, "ico")
+    plan[OUT / "app.icns"] = (app, "icns")
     return plan
 
 

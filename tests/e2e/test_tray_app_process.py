@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import pytest
 
-from linda_desktop.paths import AppPaths, resolve_paths
+from linda_desktop.base.paths import AppPaths, resolve_paths
 from linda_desktop.session.backup import list_backups
 from linda_desktop.session.profile import find_browser_processes
 from linda_desktop.ui.icons import ICON_KEYS, icons_dir

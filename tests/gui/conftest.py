@@ -15,8 +15,8 @@ from typing import Any, Callable
 
 import pytest
 
-from linda_desktop.core.events import Event
-from linda_desktop.paths import AppPaths, resolve_paths
+from linda_desktop.base.events import Event
+from linda_desktop.base.paths import AppPaths, resolve_paths
 
 
 class ThreadingProbeService:
@@ -68,7 +68,7 @@ class ThreadingProbeService:
     async def restore(self, backup_id: str | None = None) -> dict[str, Any]:
         self._record("restore", backup_id)
         if backup_id == "missing":
-            from linda_desktop.core.errors import BackupNotFound
+            from linda_desktop.base.errors import BackupNotFound
             raise BackupNotFound("No backup called missing", "pick one from the list")
         return {"id": backup_id}
 

@@ -19,9 +19,9 @@ from PySide6.QtGui import QAction, QImage
 from PySide6.QtWidgets import QMenu
 
 from linda_desktop.app import build_service
-from linda_desktop.core.events import Event
-from linda_desktop.core.service import SessionService
-from linda_desktop.paths import AppPaths
+from linda_desktop.base.events import Event
+from linda_desktop.service.session_service import SessionService
+from linda_desktop.base.paths import AppPaths
 
 CHROMIUM = os.environ.get("LINDA_BROWSER", "/usr/bin/chromium")
 

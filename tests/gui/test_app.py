@@ -7,9 +7,9 @@ import threading
 import pytest
 from PySide6.QtCore import QTimer
 
-from linda_desktop.core.events import QrCode, SessionState, StateChanged
+from linda_desktop.base.events import QrCode, SessionState, StateChanged
 from linda_desktop.ui.main import TrayApp, run_tray
-from linda_desktop.ui.preview import sample_payload
+from tests.screenshots.preview import sample_payload
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -19,9 +19,9 @@ from PySide6.QtGui import QDesktopServices, QGuiApplication
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from linda_desktop.api.token import load_token
-from linda_desktop.core.events import SessionState
-from linda_desktop.core.settings import Settings
-from linda_desktop.paths import AppPaths
+from linda_desktop.base.events import SessionState
+from linda_desktop.base.settings import Settings
+from linda_desktop.base.paths import AppPaths
 from linda_desktop.ui import menu_model as mm
 from linda_desktop.ui.bot_api import BotApi
 from linda_desktop.ui.bridge import ServiceBridge

@@ -8,7 +8,7 @@ import time
 import pytest
 from PySide6.QtCore import QTimer
 
-from linda_desktop.core.events import BackupMade, Notice, QrCode, Restored, SessionState, StateChanged
+from linda_desktop.base.events import BackupMade, Notice, QrCode, Restored, SessionState, StateChanged
 from linda_desktop.ui import bridge as cmd
 from linda_desktop.ui.bridge import ServiceBridge
 

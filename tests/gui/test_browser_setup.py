@@ -81,7 +81,7 @@ def test_cancel_stops_the_installer_and_leaves_no_browser(qtbot, tmp_path):
 
 
 def test_ensure_uses_a_browser_a_previous_run_downloaded_without_any_window(qtbot, tmp_path, monkeypatch):
-    from linda_desktop.paths import resolve_paths
+    from linda_desktop.base.paths import resolve_paths
 
     paths = resolve_paths(tmp_path / "data")
     exe = paths.browsers / "chromium-1255" / "chrome-linux64" / "chrome"

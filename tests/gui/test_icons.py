@@ -10,7 +10,7 @@ import pytest
 from PySide6.QtGui import QImage, QImageReader
 
 from linda_desktop import resources
-from linda_desktop.core.events import SessionState
+from linda_desktop.base.events import SessionState
 from linda_desktop.ui import icons
 
 ICONS = resources.path("icons")

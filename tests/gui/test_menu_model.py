@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from linda_desktop.core.events import SessionState
+from linda_desktop.base.events import SessionState
 from linda_desktop.ui import menu_model as mm
 from linda_desktop.ui.menu_model import BackupEntry, TrayView, build_menu, find_item, state_words
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from linda_desktop.core.events import SessionState, StateChanged
+from linda_desktop.base.events import SessionState, StateChanged
 from linda_desktop.ui.notifications import Message, Notifier
 
 

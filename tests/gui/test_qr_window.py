@@ -9,9 +9,9 @@ import segno
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage
 
-from linda_desktop.core.events import SessionState, StateChanged
+from linda_desktop.base.events import SessionState, StateChanged
 from linda_desktop.ui import qr_window as qw
-from linda_desktop.ui.preview import sample_payload
+from tests.screenshots.preview import sample_payload
 from linda_desktop.ui.qr_window import QrWindow
 
 PAYLOAD = sample_payload(1)

@@ -28,7 +28,7 @@ def popup_menu(desk: Desktop):
 
 def test_tray_icon_menu_and_window_on_a_real_x_tray(tmp_path):
     with Desktop(tmp_path) as desk:
-        app = desk.start([sys.executable, "-m", "linda_desktop.ui.preview", "menu"], cwd=str(ROOT),
+        app = desk.start([sys.executable, "-m", "tests.screenshots.preview", "menu"], cwd=str(ROOT),
                          stdout=subprocess.PIPE, text=True)
         try:
             ready = json.loads(app.stdout.readline())

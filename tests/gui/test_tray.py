@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 from PySide6.QtGui import QDesktopServices, QGuiApplication
 
-from linda_desktop.core.events import BackupMade, Notice, QrCode, Restored, SessionState, StateChanged
+from linda_desktop.base.events import BackupMade, Notice, QrCode, Restored, SessionState, StateChanged
 from linda_desktop.system.autostart import XdgAutostart
 from linda_desktop.ui import menu_model as mm
 from linda_desktop.ui import qr_window as qw
 from linda_desktop.ui.bridge import ServiceBridge
 from linda_desktop.ui.icons import tray_icon
-from linda_desktop.ui.preview import sample_payload
+from tests.screenshots.preview import sample_payload
 from linda_desktop.ui.tray import TrayController
 from tests.gui.real_service import UrlCatcher, open_menu
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from linda_desktop.core.events import SessionState
-from linda_desktop.paths import AppPaths
+from linda_desktop.base.events import SessionState
+from linda_desktop.base.paths import AppPaths
 from linda_desktop.session.backup import SUFFIX, list_backups
 from linda_desktop.session.profile import find_browser_processes
 from linda_desktop.session.state import SessionStateStore

@@ -81,7 +81,7 @@ def test_inno_setup_exe_names_match_the_spec_and_data_folder_matches_platformdir
     defines = iss_defines()
     assert defines["AppExe"] == f"{bundle_info.GUI_NAME}.exe"
     assert defines["CliExe"] == f"{bundle_info.CLI_NAME}.exe"
-    from linda_desktop.paths import APP_AUTHOR, APP_DIR_NAME
+    from linda_desktop.base.paths import APP_AUTHOR, APP_DIR_NAME
 
     assert defines["DataDir"] == f"{{localappdata}}\\{APP_AUTHOR}\\{APP_DIR_NAME}"
 

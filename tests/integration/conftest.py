@@ -24,7 +24,7 @@ FAST = dict(loading_seconds=0.3, first_qr_seconds=2.0, qr_interval=1.0, qr_count
 def chromium() -> str:
     """The browser under test: LINDA_BROWSER (tests/run.sh sets /usr/bin/chromium), else discovery."""
     from linda_desktop.browser.discovery import find_browser
-    from linda_desktop.core.errors import BrowserNotFound
+    from linda_desktop.base.errors import BrowserNotFound
 
     try:
         return find_browser().path

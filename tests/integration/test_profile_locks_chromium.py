@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from linda_desktop.core.errors import ProfileInUse
+from linda_desktop.base.errors import ProfileInUse
 from linda_desktop.session.profile import (
     clear_stale_locks,
     find_browser_processes,

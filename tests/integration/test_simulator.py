@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from linda_desktop.browser.whatsapp import WhatsAppPage
-from linda_desktop.core.events import PageState as S
+from linda_desktop.base.events import PageState as S
 from tests.whatsapp_sim.control import REPO_ROOT, Simulator, SimulatorError, free_port
 
 

@@ -16,8 +16,8 @@ import pytest
 
 from linda_desktop.browser.selectors import Selectors, SelectorsError
 from linda_desktop.browser.whatsapp import WhatsAppPage, classify, desktop_user_agent, fix_user_agent
-from linda_desktop.core.errors import BrowserLaunchFailed, ProfileInUse
-from linda_desktop.core.events import PageSnapshot, PageState as S
+from linda_desktop.base.errors import BrowserLaunchFailed, ProfileInUse
+from linda_desktop.base.events import PageSnapshot, PageState as S
 from linda_desktop.resources import path as resource_path
 from tests.whatsapp_sim.control import Simulator
 

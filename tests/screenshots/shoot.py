@@ -218,7 +218,7 @@ def preview(desk: Desktop, out: Path) -> list[Path]:
               "restoring": "Link WhatsApp", "status": "^Linda Desktop$", "diagnostics": "Diagnostics",
               "about": "About Linda Desktop"}
     for scene, filename in scenes:
-        proc = desk.start([sys.executable, "-m", "linda_desktop.ui.preview", scene],
+        proc = desk.start([sys.executable, "-m", "tests.screenshots.preview", scene],
                           cwd=str(ROOT), stdout=subprocess.PIPE, text=True)
         try:
             line = proc.stdout.readline()

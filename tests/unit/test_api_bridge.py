@@ -21,7 +21,7 @@ import pytest
 from linda_desktop.browser.messaging import (MessageBridge, MessagingError, find_wajs, normalize_recipient,
                                              pinned_version)
 from linda_desktop.browser.whatsapp import WhatsAppPage
-from linda_desktop.core.events import PageState
+from linda_desktop.base.events import PageState
 from tests.integration.conftest import FAST, chromium, wa_options  # noqa: F401  (fixtures)
 from tests.whatsapp_sim.control import Simulator, free_port
 

@@ -17,10 +17,10 @@ from linda_desktop.api import server as api_server
 from linda_desktop.api.errors import ApiUnavailable
 from linda_desktop.api.http import MAX_BODY
 from linda_desktop.api.server import ApiServer, check_host
-from linda_desktop.core.events import MessageReceived, SessionState, StateChanged
-from linda_desktop.core.service import SessionService
-from linda_desktop.core.settings import Settings
-from linda_desktop.paths import resolve_paths
+from linda_desktop.base.events import MessageReceived, SessionState, StateChanged
+from linda_desktop.service.session_service import SessionService
+from linda_desktop.base.settings import Settings
+from linda_desktop.base.paths import resolve_paths
 
 TOKEN = "unit-test-token-" + "x" * 27
 
@@ -283,7 +283,7 @@ def test_server_with_non_loopback_host_never_listens(service: SessionService) ->
 
 
 def test_port_in_use_and_missing_keyring_say_why(service: SessionService) -> None:
-    from linda_desktop.core.errors import KeyringUnavailable
+    from linda_desktop.base.errors import KeyringUnavailable
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -40,7 +40,7 @@ def test_token_comparison() -> None:
 
 def test_no_keyring_means_no_token_and_a_clear_reason(tmp_path) -> None:
     code = ("from linda_desktop.api.token import load_token\n"
-            "from linda_desktop.core.errors import KeyringUnavailable\n"
+            "from linda_desktop.base.errors import KeyringUnavailable\n"
             "try:\n    load_token()\nexcept KeyringUnavailable as e:\n    print('REFUSED', e)\n")
     env = {**os.environ, "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from linda_desktop import resources
-from linda_desktop.core.errors import StorageError
+from linda_desktop.base.errors import StorageError
 from linda_desktop.system import launch
 from linda_desktop.system.autostart import (
     RUN_KEY,

@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from linda_desktop.core.errors import BackupCorrupt, BackupNotFound, ProfileInvalid, StorageError, WrongKey
+from linda_desktop.base.errors import BackupCorrupt, BackupNotFound, ProfileInvalid, StorageError, WrongKey
 from linda_desktop.session.backup import MANIFEST_NAME, SUFFIX, BackupStore
 from linda_desktop.session.crypto import EncryptingWriter
 from linda_desktop.session.profile import session_files

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from linda_desktop.core.errors import BackupCorrupt, WrongKey
+from linda_desktop.base.errors import BackupCorrupt, WrongKey
 from linda_desktop.session.crypto import DecryptingReader, EncryptingWriter, key_id, read_header
 
 KEY = bytes(range(32))

@@ -17,7 +17,7 @@ from linda_desktop.browser.discovery import (
     installed_candidates,
     playwright_registry,
 )
-from linda_desktop.core.errors import BrowserNotFound
+from linda_desktop.base.errors import BrowserNotFound
 
 pytestmark = pytest.mark.skipif(sys.platform.startswith("win"), reason="uses shell scripts")
 

@@ -19,8 +19,8 @@ from typing import Iterator
 
 import pytest
 
-from linda_desktop.core.errors import ImportSourceInvalid, ProfileInUse
-from linda_desktop.paths import resolve_paths
+from linda_desktop.base.errors import ImportSourceInvalid, ProfileInUse
+from linda_desktop.base.paths import resolve_paths
 from linda_desktop.session.importer import import_session
 from linda_desktop.session.profile import origin_storage_key, session_files, validate_profile
 from tests.helpers.chromium_profile import ARGS, CHROMIUM, PAGE, free_port, make_real_profile, read_data, write_data

@@ -16,7 +16,7 @@ from pathlib import Path
 import keyring
 import pytest
 
-from linda_desktop.core.errors import KeyringUnavailable, WrongKey
+from linda_desktop.base.errors import KeyringUnavailable, WrongKey
 from linda_desktop.session.backup import BackupStore
 from linda_desktop.session.crypto import key_id
 from linda_desktop.session.keystore import NO_KEYRING, NO_KEYRING_FIX, KeyStore
@@ -49,7 +49,7 @@ def run_keystore(tmp_path: Path, code: str, **env: str) -> dict:
         """
         import json, sys
         from pathlib import Path
-        from linda_desktop.core.errors import LindaError
+        from linda_desktop.base.errors import LindaError
         from linda_desktop.session.keystore import KeyStore
         from linda_desktop.session.crypto import key_id
         store = KeyStore(Path(sys.argv[1]), service=sys.argv[2])
@@ -157,7 +157,7 @@ def test_locked_keyring_is_keyring_unavailable(tmp_path: Path) -> None:
         """
         import json, sys
         from pathlib import Path
-        from linda_desktop.core.errors import LindaError
+        from linda_desktop.base.errors import LindaError
         from linda_desktop.session.keystore import KeyStore
         try:
             KeyStore(Path(sys.argv[1])).load_key()

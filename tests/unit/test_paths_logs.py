@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from linda_desktop.core.logs import clear_logs, redact, setup_logging
-from linda_desktop.paths import resolve_paths
+from linda_desktop.base.logs import clear_logs, redact, setup_logging
+from linda_desktop.base.paths import resolve_paths
 
 
 def test_data_dir_overrides_every_location(tmp_path: Path, monkeypatch) -> None:

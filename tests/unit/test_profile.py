@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from linda_desktop.core.errors import StorageError
+from linda_desktop.base.errors import StorageError
 from linda_desktop.session import profile as prof
 from linda_desktop.session.profile import (
     NO_SESSION,

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from linda_desktop.core import recovery
+from linda_desktop.service import recovery
 
 T0 = datetime(2026, 11, 27, 8, 0, tzinfo=timezone.utc)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from linda_desktop.core.errors import AlreadyRunning, LindaError, NotRunning, StorageError
+from linda_desktop.base.errors import AlreadyRunning, LindaError, NotRunning, StorageError
 from linda_desktop.system import single_instance as si
 
 

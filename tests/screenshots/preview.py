@@ -1,12 +1,12 @@
 """Show the real tray UI fed with fixed events, without a browser (README screenshots, demos).
 
-    python -m linda_desktop.ui.preview qr          # the QR window with a code
-    python -m linda_desktop.ui.preview expired     # … the code expired
-    python -m linda_desktop.ui.preview stalled     # … WhatsApp asks to finish on this computer
-    python -m linda_desktop.ui.preview restoring   # … restoring from a backup
-    python -m linda_desktop.ui.preview menu        # connected, with backups: the tray menu
-    python -m linda_desktop.ui.preview status      # the status window (as without a tray)
-    python -m linda_desktop.ui.preview diagnostics | about
+    python -m tests.screenshots.preview qr          # the QR window with a code
+    python -m tests.screenshots.preview expired     # … the code expired
+    python -m tests.screenshots.preview stalled     # … WhatsApp asks to finish on this computer
+    python -m tests.screenshots.preview restoring   # … restoring from a backup
+    python -m tests.screenshots.preview menu        # connected, with backups: the tray menu
+    python -m tests.screenshots.preview status      # the status window (as without a tray)
+    python -m tests.screenshots.preview diagnostics | about
 
 Everything shown is the real UI (bridge, tray controller, windows); only the service is replaced
 by ``ScriptedService``, which plays a fixed list of events. Prints one JSON line
@@ -27,8 +27,8 @@ from typing import Any
 
 from PySide6.QtCore import QPoint, QTimer
 
-from linda_desktop.core.events import (BackupMade, Event, QrCode, SessionState, StateChanged)
-from linda_desktop.paths import resolve_paths
+from linda_desktop.base.events import (BackupMade, Event, QrCode, SessionState, StateChanged)
+from linda_desktop.base.paths import resolve_paths
 
 SCENES = ("qr", "expired", "stalled", "restoring", "menu", "status", "diagnostics", "about")
 
@@ -133,7 +133,7 @@ class _PreviewAutostart:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m linda_desktop.ui.preview")
+    parser = argparse.ArgumentParser(prog="python -m tests.screenshots.preview")
     parser.add_argument("scene", choices=SCENES)
     parser.add_argument("--popup", action="store_true", help="menu: open the menu by itself")
     parser.add_argument("--seconds", type=float, default=0, help="quit after this long (0: never)")

@@ -8,8 +8,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from linda_desktop import __version__
-from linda_desktop.core.errors import LindaError
-from linda_desktop.paths import AppPaths
+from linda_desktop.base.errors import LindaError
+from linda_desktop.base.paths import AppPaths
 
 
 @dataclass

@@ -5,6 +5,8 @@ The CLI prints ``str(error)`` on stderr (one line) and exits 1; the tray shows t
 
 from __future__ import annotations
 
+import errno
+
 
 class LindaError(Exception):
     """Base of every error the app reports to its owner."""
@@ -43,7 +45,11 @@ class ProfileInvalid(LindaError):
 
 
 class ProfileInUse(LindaError):
-    """A live browser holds the profile."""
+    """A live browser holds the profile (``pid`` when known)."""
+
+    def __init__(self, message: str, fix: str | None = None, *, pid: int | None = None) -> None:
+        super().__init__(message, fix)
+        self.pid = pid
 
 
 class BrowserNotFound(LindaError):
@@ -56,6 +62,31 @@ class BrowserLaunchFailed(LindaError):
 
 class StorageError(LindaError):
     """Disk full, folder not writable, and other OS-level write failures."""
+
+    def __init__(self, message: str, fix: str | None = None, *, errno_code: int | None = None) -> None:
+        super().__init__(message, fix)
+        self.errno = errno_code
+
+    @property
+    def disk_full(self) -> bool:
+        return self.errno in (errno.ENOSPC, errno.EDQUOT)
+
+    @classmethod
+    def from_os_error(cls, exc: OSError, what: str) -> "StorageError":
+        """Words and a fix for an OSError met while ``what`` (e.g. "writing the state file")."""
+        where = f" ({exc.filename})" if exc.filename else ""
+        code = exc.errno
+        if code in (errno.ENOSPC, errno.EDQUOT):
+            return cls(f"The disk is full while {what}{where}",
+                       "free some space; the app retries by itself", errno_code=code)
+        if code == errno.EROFS:
+            return cls(f"The data folder is read-only while {what}{where}",
+                       "use a writable folder (--data-dir) or remount it read-write", errno_code=code)
+        if code in (errno.EACCES, errno.EPERM):
+            return cls(f"Permission denied while {what}{where}",
+                       "check that this user owns the data folder", errno_code=code)
+        return cls(f"Could not finish {what}{where}: {exc.strerror or exc}",
+                   "check the disk and the data folder", errno_code=code)
 
 
 class ImportSourceInvalid(LindaError):

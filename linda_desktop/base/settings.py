@@ -8,7 +8,7 @@ import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from linda_desktop.core.atomic import atomic_write_json
+from linda_desktop.base.atomic import atomic_write_json
 
 log = logging.getLogger(__name__)
 

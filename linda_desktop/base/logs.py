@@ -11,7 +11,7 @@ import re
 import sys
 from pathlib import Path
 
-from linda_desktop.paths import AppPaths
+from linda_desktop.base.paths import AppPaths
 
 # A WhatsApp QR payload: "2@<ref>,<b64>,<b64>,<b64>[,<platform>]"; also long base64 runs.
 _QR_PAYLOAD = re.compile(r"\b\d@[A-Za-z0-9+/=_\-]{6,}(?:,[A-Za-z0-9+/=_\-]+){2,}")

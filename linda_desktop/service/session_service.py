@@ -1,7 +1,7 @@
 """SessionService: the recovery state machine (DESIGN.md §4). Qt-free, runs on one asyncio loop.
 
 The service owns the browser and the profile while it runs. It reports everything it does as
-Events (core/events.py) to ``on_event``; the CLI prints them as JSON lines, the tray turns them
+Events (base/events.py) to ``on_event``; the CLI prints them as JSON lines, the tray turns them
 into icons, windows and notifications.
 """
 
@@ -14,8 +14,8 @@ import time
 from typing import Any, Awaitable, Callable, TypeVar
 
 from linda_desktop import __version__
-from linda_desktop.core import recovery
-from linda_desktop.core.errors import (
+from linda_desktop.service import recovery
+from linda_desktop.base.errors import (
     BackupCorrupt,
     BrowserLaunchFailed,
     BrowserNotFound,
@@ -25,7 +25,7 @@ from linda_desktop.core.errors import (
     ProfileInUse,
     WrongKey,
 )
-from linda_desktop.core.events import (
+from linda_desktop.base.events import (
     BackupMade,
     Event,
     Notice,
@@ -36,8 +36,8 @@ from linda_desktop.core.events import (
     SessionState,
     StateChanged,
 )
-from linda_desktop.core.settings import Settings
-from linda_desktop.paths import AppPaths
+from linda_desktop.base.settings import Settings
+from linda_desktop.base.paths import AppPaths
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ T = TypeVar("T")
 
 # Page states in which the page has finished loading and shows something to act on.
 SETTLED = {PageState.QR, PageState.QR_IDLE, PageState.CONNECTED, PageState.CONFLICT,
-           PageState.OFFLINE, PageState.PAIRING, PageState.UNSUPPORTED}
+           PageState.OFFLINE, PageState.PASSKEY, PageState.UNSUPPORTED}
 CRASH_BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 VISIBLE_LINK_TIMEOUT_SECONDS = 600.0
 SETTLE_POLL_SECONDS = 0.05
@@ -451,7 +451,7 @@ class SessionService:
         now = time.monotonic()
         if snap.state not in (PageState.LOADING, PageState.UNKNOWN):
             self._unsettled_since = None
-        if snap.state != PageState.PAIRING:
+        if snap.state != PageState.PASSKEY:
             self._pairing_since = None
         if snap.state == PageState.CONNECTED:
             if self.state != SessionState.CONNECTED:
@@ -483,7 +483,7 @@ class SessionService:
                 self._qr_idle_sent = True
                 log.info("QR codes ran out; waiting for the owner to ask for a new one")
                 self._emit(QrCode(snap.qr or self._last_qr or "", idle=True))
-        elif snap.state == PageState.PAIRING:
+        elif snap.state == PageState.PASSKEY:
             if self._pairing_since is None:
                 self._pairing_since = now
                 log.info("the phone scanned the code; linking in progress")
@@ -780,7 +780,7 @@ class SessionService:
             log.warning("message bridge not attached: %s", exc)
 
     def _on_page_message(self, payload: dict[str, Any]) -> None:
-        from linda_desktop.core.events import MessageReceived
+        from linda_desktop.base.events import MessageReceived
 
         self._fan_out(MessageReceived(
             id=payload["id"], chat_id=payload["chat_id"], text=payload.get("text"),
@@ -827,7 +827,7 @@ class SessionService:
 
     def status(self) -> dict[str, Any]:
         """What `linda-desktop status --json` prints, from the running service's point of view."""
-        from linda_desktop.diagnostics import collect_status
+        from linda_desktop.service.diagnostics import collect_status
 
         data = collect_status(self.paths, wa_url=self.wa_url, browser=self.browser, running=True,
                               backup_store=self._store, key_error=self._key_error)

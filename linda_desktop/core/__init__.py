@@ -1,1 +1,0 @@
-"""Qt-free core: event vocabulary, errors, atomic files, settings and the SessionService."""

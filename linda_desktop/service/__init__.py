@@ -1,0 +1,1 @@
+"""The session supervisor, its pure decisions, diagnostics and the control-channel handler."""
