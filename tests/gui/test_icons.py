@@ -13,21 +13,22 @@ from linda_desktop import resources
 from linda_desktop.base.events import SessionState
 from linda_desktop.ui import icons
 
-ICONS = resources.path("icons")
+ICONS = resources.path("icons")  # the rendered files the app ships
+SOURCES = Path(__file__).resolve().parents[2] / "resources" / "icons"  # SVG sources and build_icons.py
 SIZES = (16, 22, 32, 48, 64, 128, 256)
-sys.path.insert(0, str(ICONS))
+sys.path.insert(0, str(SOURCES))
 import build_icons  # noqa: E402
 
 
 def test_generated_files_match_the_svg_sources():
     """Fails when someone edits an SVG without running build_icons.py (pixels compared)."""
-    out = subprocess.run([sys.executable, str(ICONS / "build_icons.py"), "--check"],
+    out = subprocess.run([sys.executable, str(SOURCES / "build_icons.py"), "--check"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
 
 
 def test_every_png_size_exists_for_every_icon():
-    stems = [svg.stem for svg in (ICONS / "src").glob("*.svg")]
+    stems = [svg.stem for svg in (SOURCES / "src").glob("*.svg")]
     assert "app" in stems
     for key in icons.ICON_KEYS:
         for variant in ("light", "dark", "template"):
