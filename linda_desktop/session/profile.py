@@ -13,11 +13,7 @@ import logging
 import os
 import re
 import shutil
-import signal
 import socket
-import subprocess
-import sys
-import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,6 +23,13 @@ from urllib.parse import urlsplit
 from linda_desktop.base.atomic import atomic_write_json, fsync_dir
 from linda_desktop.base.errors import ProfileInUse, StorageError
 from linda_desktop.base.paths import ensure_private_dir
+
+# Process lookups live in linda_desktop.system.processes; these names stay importable from here
+# for callers that have not switched yet.
+from linda_desktop.system.processes import browser_owns_profile as browser_owns_profile
+from linda_desktop.system.processes import find_browser_processes as find_browser_processes
+from linda_desktop.system.processes import pid_alive as pid_alive
+from linda_desktop.system.processes import terminate_orphan_browsers as terminate_orphan_browsers
 
 log = logging.getLogger(__name__)
 
@@ -515,123 +518,6 @@ def profile_lock_owner(profile_dir: Path) -> LockOwner | None:
     return None
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists and is not a zombie (Linux: /proc; Windows: OpenProcess)."""
-    if pid <= 0:
-        return False
-    if sys.platform.startswith("linux"):
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except (FileNotFoundError, ProcessLookupError):
-            return False
-        except OSError:
-            return True
-        return stat[stat.rfind(")") + 2:][:1] not in ("Z", "X")
-    if os.name == "nt":
-        return _windows_pid_alive(pid)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _windows_pid_alive(pid: int) -> bool:  # pragma: no cover - Windows only
-    import ctypes
-
-    synchronize, still_active = 0x100000 | 0x1000, 259
-    handle = ctypes.windll.kernel32.OpenProcess(synchronize, False, pid)
-    if not handle:
-        return False
-    try:
-        code = ctypes.c_ulong()
-        ctypes.windll.kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
-        return code.value == still_active
-    finally:
-        ctypes.windll.kernel32.CloseHandle(handle)
-
-
-def _same_dir(candidate: str, profile_dir: Path, cwd: str | None = None) -> bool:
-    path = Path(candidate).expanduser()
-    if not path.is_absolute() and cwd:
-        path = Path(cwd) / path
-    try:
-        return os.path.realpath(path) == os.path.realpath(profile_dir)
-    except OSError:
-        return False
-
-
-def _linux_cmdline_names(pid: int, profile_dir: Path) -> bool:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    try:
-        cwd = os.readlink(f"/proc/{pid}/cwd")
-    except OSError:
-        cwd = None
-    text = raw.decode("utf-8", "surrogateescape")
-    # Chromium rewrites its process title: /proc/<pid>/cmdline may then be one space-joined
-    # string instead of NUL-separated arguments. Match the flag with our path followed by an
-    # argument boundary, so "/x/profile" never matches "/x/profile-2".
-    for candidate in {str(Path(profile_dir).absolute()), os.path.realpath(profile_dir)}:
-        flag = f"--user-data-dir={candidate}"
-        start = text.find(flag)
-        while start >= 0:
-            end = start + len(flag)
-            if end == len(text) or text[end] in " \0":
-                return True
-            start = text.find(flag, end)
-    args = text.split("\0")
-    for i, arg in enumerate(args):
-        if arg.startswith("--user-data-dir="):
-            if _same_dir(arg.split("=", 1)[1], profile_dir, cwd):
-                return True
-        elif arg == "--user-data-dir" and i + 1 < len(args):
-            if _same_dir(args[i + 1], profile_dir, cwd):
-                return True
-    return False
-
-
-def find_browser_processes(profile_dir: Path) -> list[int]:
-    """Pids whose command line passes ``--user-data-dir=<profile_dir>`` (the browser and its
-    helpers). Linux reads /proc; macOS/BSD ask ``ps``; elsewhere the list is empty."""
-    profile_dir = Path(profile_dir)
-    me = os.getpid()
-    pids: list[int] = []
-    if sys.platform.startswith("linux"):
-        for entry in os.scandir("/proc"):
-            if entry.name.isdigit() and int(entry.name) != me:
-                pid = int(entry.name)
-                if pid_alive(pid) and _linux_cmdline_names(pid, profile_dir):
-                    pids.append(pid)
-        return sorted(pids)
-    if os.name == "posix":
-        try:
-            out = subprocess.run(
-                ["ps", "-axww", "-o", "pid=,command="], capture_output=True, text=True, timeout=10
-            ).stdout
-        except (OSError, subprocess.SubprocessError):
-            return []
-        wanted = {f"--user-data-dir={profile_dir}", f"--user-data-dir={os.path.realpath(profile_dir)}"}
-        for line in out.splitlines():
-            pid_text, _, command = line.strip().partition(" ")
-            if pid_text.isdigit() and int(pid_text) != me and any(w in command for w in wanted):
-                pids.append(int(pid_text))
-    return sorted(pids)
-
-
-def browser_owns_profile(pid: int, profile_dir: Path) -> bool:
-    """Is live ``pid`` a browser on this profile? Only Linux can tell; elsewhere assume it is."""
-    if not pid_alive(pid):
-        return False
-    if sys.platform.startswith("linux"):
-        return _linux_cmdline_names(pid, profile_dir)
-    return True
-
-
 def clear_stale_locks(profile_dir: Path) -> list[str]:
     """Remove Singleton* locks whose owner is gone (dead pid on this host, a reused pid that is not
     a browser on this profile, or another host's lock in a profile restored from elsewhere).
@@ -652,50 +538,11 @@ def clear_stale_locks(profile_dir: Path) -> list[str]:
 
 def _in_use(profile_dir: Path, pid: int | None) -> ProfileInUse:
     who = f"browser process {pid}" if pid else "a running browser"
-    err = ProfileInUse(
+    return ProfileInUse(
         f"The profile is in use by {who}",
         "Close the other Linda Desktop or browser using this profile, or end that process",
+        pid=pid,
     )
-    err.pid = pid  # type: ignore[attr-defined]
-    return err
-
-
-def terminate_orphan_browsers(profile_dir: Path, timeout: float = 5) -> list[int]:
-    """End every browser process running on *our* profile (SIGTERM, then SIGKILL after
-    ``timeout``); never any other browser. Call it only when the app itself runs no browser on
-    this profile (e.g. at start-up). Returns the pids signalled."""
-    profile_dir = Path(profile_dir)
-    pids = find_browser_processes(profile_dir)
-    if not pids:
-        return []
-    log.warning("Ending %d orphaned browser process(es) on our profile: %s", len(pids), pids)
-    for pid in pids:
-        _signal(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    remaining = list(pids)
-    while remaining and time.monotonic() < deadline:
-        time.sleep(0.05)
-        remaining = [pid for pid in remaining if pid_alive(pid)]
-    # Helpers the browser spawned meanwhile are ended too; each pid is re-checked right before
-    # the hard kill, so a reused pid that is not a browser on our profile is never touched.
-    late = [pid for pid in find_browser_processes(profile_dir) if pid not in pids]
-    for pid in remaining + late:
-        if browser_owns_profile(pid, profile_dir):
-            _signal(pid, getattr(signal, "SIGKILL", signal.SIGTERM))
-    remaining += late
-    deadline = time.monotonic() + 2
-    while remaining and time.monotonic() < deadline:
-        remaining = [pid for pid in remaining if pid_alive(pid)]
-        if remaining:
-            time.sleep(0.05)
-    return pids + late
-
-
-def _signal(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 # --------------------------------------------------------------------------------------------
