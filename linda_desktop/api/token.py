@@ -7,52 +7,35 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from pathlib import Path
 
-from linda_desktop.base.errors import KeyringUnavailable
-from linda_desktop.session.keystore import NO_KEYRING, NO_KEYRING_FIX, KeyStore
+from linda_desktop.session.keystore import NO_KEYRING, NO_KEYRING_FIX
+from linda_desktop.system.keyring_store import KeyringEntry
 
 SERVICE = "linda-desktop"
 USERNAME = "api-token"
 TOKEN_BYTES = 32
 
 
-def _checked_keyring() -> object:
-    """The keyring module after refusing fail/null/plaintext backends (KeyStore's rules)."""
-    import keyring
-
-    # A KeyStore with no passphrase file is in keyring mode: check() applies the refusals
-    # and proves the Secret Service answers (raises KeyringUnavailable otherwise).
-    KeyStore(Path("/nonexistent/linda-desktop/no-passphrase"), service=SERVICE, username=USERNAME).check()
-    return keyring
+def _entry() -> KeyringEntry:
+    """The token's keyring entry: the vetted wrapper refuses fail/null/plaintext backends."""
+    return KeyringEntry(SERVICE, USERNAME, message=NO_KEYRING, fix=NO_KEYRING_FIX)
 
 
 def load_token(*, create: bool = True) -> str | None:
     """The installation's API token; created on first use when ``create``."""
-    keyring = _checked_keyring()
-    try:
-        token = keyring.get_password(SERVICE, USERNAME)  # type: ignore[attr-defined]
-        if token or not create:
-            return token or None
-        token = secrets.token_urlsafe(TOKEN_BYTES)
-        keyring.set_password(SERVICE, USERNAME, token)  # type: ignore[attr-defined]
-        if keyring.get_password(SERVICE, USERNAME) != token:  # type: ignore[attr-defined]
-            raise KeyringUnavailable(NO_KEYRING, NO_KEYRING_FIX)
-        return token
-    except KeyringUnavailable:
-        raise
-    except Exception as exc:  # noqa: BLE001 - locked keyring, D-Bus errors
-        raise KeyringUnavailable(NO_KEYRING, NO_KEYRING_FIX) from exc
+    entry = _entry()
+    token = entry.get()
+    if token or not create:
+        return token or None
+    token = secrets.token_urlsafe(TOKEN_BYTES)
+    entry.set(token)
+    return token
 
 
 def reset_token() -> str:
     """A new token (bots holding the old one get 401 from now on)."""
-    keyring = _checked_keyring()
     token = secrets.token_urlsafe(TOKEN_BYTES)
-    try:
-        keyring.set_password(SERVICE, USERNAME, token)  # type: ignore[attr-defined]
-    except Exception as exc:  # noqa: BLE001
-        raise KeyringUnavailable(NO_KEYRING, NO_KEYRING_FIX) from exc
+    _entry().set(token)
     return token
 
 

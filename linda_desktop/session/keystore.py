@@ -17,33 +17,15 @@ from typing import Any
 from linda_desktop.base.atomic import atomic_write_json
 from linda_desktop.base.errors import KeyringUnavailable, StorageError, WrongKey
 from linda_desktop.session.crypto import KEY_SIZE, key_id
+from linda_desktop.system import keyring_store
+from linda_desktop.system.keyring_store import KeyringEntry
 
 log = logging.getLogger(__name__)
 
 PASSPHRASE_ENV = "LINDA_BACKUP_PASSPHRASE"
-NO_KEYRING = "No usable system keyring: backups cannot be encrypted"
-NO_KEYRING_FIX = (
-    "install and unlock a keyring (GNOME Keyring/KWallet, macOS Keychain, Windows Credential "
-    "Manager), or set a backup passphrase with LINDA_BACKUP_PASSPHRASE"
-)
+NO_KEYRING = f"{keyring_store.NO_KEYRING}: backups cannot be encrypted"
+NO_KEYRING_FIX = f"{keyring_store.NO_KEYRING_FIX}, or set a backup passphrase with {PASSPHRASE_ENV}"
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
-_REFUSED_MODULES = ("keyring.backends.fail", "keyring.backends.null", "keyrings.alt")
-
-
-def _backend_label(backend: Any) -> str:
-    cls = type(backend)
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def _refused(backend: Any) -> bool:
-    """The fail/null backends and keyrings.alt (plaintext or home-made encryption) are refused."""
-    return _backend_label(backend).startswith(_REFUSED_MODULES)
-
-
-def _unavailable(detail: str | None = None) -> KeyringUnavailable:
-    if detail:
-        log.warning("Keyring unusable: %s", detail)
-    return KeyringUnavailable(NO_KEYRING, NO_KEYRING_FIX)
 
 
 class KeyStore:
@@ -53,6 +35,7 @@ class KeyStore:
         self.passphrase_file = Path(passphrase_file)
         self.service = service
         self.username = username
+        self._entry = KeyringEntry(service, username, message=NO_KEYRING, fix=NO_KEYRING_FIX)
 
     # ---- keyring -------------------------------------------------------------------------
 
@@ -60,56 +43,18 @@ class KeyStore:
     def passphrase_mode(self) -> bool:
         return self.passphrase_file.exists()
 
-    def _keyring(self) -> Any:
-        """The keyring backend after refusing the unusable ones (raises KeyringUnavailable)."""
-        try:
-            import keyring
-            from keyring.backends.chainer import ChainerBackend
-
-            backend = keyring.get_keyring()
-            if isinstance(backend, ChainerBackend):
-                chained = [b for b in backend.backends if not _refused(b)]
-                if not chained:
-                    raise _unavailable("the keyring chainer has no usable backend")
-            elif _refused(backend):
-                raise _unavailable(f"backend {_backend_label(backend)} is not acceptable")
-            return backend
-        except KeyringUnavailable:
-            raise
-        except Exception as exc:  # noqa: BLE001 - any failure to pick a backend means "no keyring"
-            raise _unavailable(f"{type(exc).__name__}") from exc
-
     def backend_name(self) -> str:
         """``passphrase`` in passphrase mode, else the keyring backend's class path."""
-        if self.passphrase_mode:
-            return "passphrase"
-        try:
-            import keyring
-            from keyring.backends.chainer import ChainerBackend
-
-            backend = keyring.get_keyring()
-            if isinstance(backend, ChainerBackend):
-                usable = [_backend_label(b) for b in backend.backends if not _refused(b)]
-                return usable[0] if len(usable) == 1 else f"chainer({', '.join(usable)})"
-            return _backend_label(backend)
-        except Exception:  # noqa: BLE001
-            return "none"
-
-    def _get(self, backend: Any) -> str | None:
-        try:
-            return backend.get_password(self.service, self.username)
-        except Exception as exc:  # noqa: BLE001 - NoKeyringError, InitError (locked), D-Bus errors
-            raise _unavailable(f"{type(exc).__name__}: {exc}") from exc
+        return "passphrase" if self.passphrase_mode else keyring_store.backend_name()
 
     def check(self) -> None:
         """Raise KeyringUnavailable (with the fix) unless the key can be stored and read."""
         if self.passphrase_mode:
             return
-        self._get(self._keyring())
+        self._entry.check()
 
     def _keyring_key(self, *, create: bool) -> bytes:
-        backend = self._keyring()
-        stored = self._get(backend)
+        stored = self._entry.get()
         if stored is None:
             if not create:
                 raise WrongKey(
@@ -117,13 +62,8 @@ class KeyStore:
                     "Restore the keyring from your computer's backup, or re-link (new backups get a new key)",
                 )
             key = secrets.token_bytes(KEY_SIZE)
-            try:
-                backend.set_password(self.service, self.username, base64.b64encode(key).decode("ascii"))
-            except Exception as exc:  # noqa: BLE001
-                raise _unavailable(f"storing the key failed: {type(exc).__name__}: {exc}") from exc
-            if self._get(backend) != base64.b64encode(key).decode("ascii"):
-                raise _unavailable("the keyring did not keep the key")
-            log.info("Created a new backup key in %s", _backend_label(backend))
+            self._entry.set(base64.b64encode(key).decode("ascii"))
+            log.info("Created a new backup key")
             return key
         try:
             key = base64.b64decode(stored.encode("ascii"), validate=True)

@@ -280,3 +280,33 @@ def test_enable_passphrase_twice_checks_it(tmp_path: Path) -> None:
         store.enable_passphrase("two")
     with pytest.raises(ValueError):
         KeyStore(tmp_path / "q.json").enable_passphrase("")
+
+
+# ---- the shared wrapper (system/keyring_store.py) ------------------------------------------------
+
+
+def test_a_chainer_never_writes_to_a_refused_backend(tmp_path: Path, service: str) -> None:
+    """keyring's chainer may rank a plaintext backend first: the key goes to the acceptable one."""
+    secret_service_or_skip()
+    from keyring.backends.chainer import ChainerBackend
+
+    from linda_desktop.system.keyring_store import KeyringEntry
+
+    original = keyring.get_keyring()
+    usable = [b for b in getattr(original, "backends", [original]) if "SecretService" in type(b).__module__]
+    assert usable, f"no Secret Service backend in {original!r}"
+
+    class Chained(ChainerBackend):
+        backends = [_PlaintextFileKeyring(), *usable]  # the refused one ranks first
+
+    _PlaintextFileKeyring.stored.clear()
+    try:
+        keyring.set_keyring(Chained())
+        store = KeyStore(tmp_path / "p.json", service=service)
+        key = store.load_key()
+        assert store.backend_name() == f"{type(usable[0]).__module__}.{type(usable[0]).__qualname__}"
+        assert _PlaintextFileKeyring.stored == {}
+        assert KeyringEntry(service, "backup-key").get() == base64.b64encode(key).decode("ascii")
+    finally:
+        keyring.set_keyring(original)
+    assert keyring.get_password(service, "backup-key") == base64.b64encode(key).decode("ascii")
