@@ -1,10 +1,15 @@
 """Encrypted backups of the session parts of the Chromium profile.
 
-One backup = one ``<id>.lindabak`` file in ``backups_dir``: a plaintext header (id, created_at,
-reason: enough to list without the key) and an AES-256-GCM stream (see crypto.py) holding a tar
-of the session files followed by an authenticated manifest (path, size, SHA-256 of each file,
-origin, versions). Written to a temp name, fsynced, renamed, folder fsynced: a crash leaves only
-a temp file, which ``list()`` ignores and the next ``create()``/``rotate()`` removes.
+One backup = one ``<id>.lindaman`` manifest in ``backups_dir`` plus the chunks it names, shared
+between backups (deduplicated, see chunkstore.py). A backup writes only the chunks that are new
+(each temp, fsync, rename), then its manifest (temp, fsync, rename, folder fsync): a crash
+leaves at most a temp file and chunks no manifest names, which ``list()`` never shows and the
+next ``create()``/``rotate()`` removes. ``rotate()`` removes manifests first, then sweeps the
+chunks no remaining manifest needs, so a crash during it never leaves a backup short of a chunk.
+
+The older format, one ``<id>.lindabak`` archive per backup (a plaintext header and an
+AES-256-GCM stream holding a tar of the files and an authenticated manifest, see crypto.py), is
+still listed, verified, restored and rotated.
 
 Hot backups (browser running): each LevelDB store is first snapshotted into a private staging
 folder — CURRENT, then the MANIFEST it names, then the tables/logs listed *after* that copy
@@ -15,8 +20,10 @@ a table, so an unchanged MANIFEST means every table it names was copied).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
+import hmac
 import io
 import json
 import logging
@@ -28,21 +35,47 @@ import stat
 import tarfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
+try:
+    import fcntl
+except ImportError:  # Windows: one process per data folder is ensured by the instance lock
+    fcntl = None  # type: ignore[assignment]
+
 from linda_desktop.base.atomic import atomic_write_json, fsync_dir
 from linda_desktop.base.errors import (
     BackupCorrupt,
     BackupNotFound,
+    NoBackups,
     ProfileInvalid,
     StorageError,
     WrongKey,
 )
 from linda_desktop.base.paths import ensure_private_dir
-from linda_desktop.session.crypto import DAMAGED_FIX, DecryptingReader, EncryptingWriter, key_id, read_header
+from linda_desktop.session.chunkstore import (
+    MANIFEST_SUFFIX,
+    MAX_MANIFEST_FILE,
+    PIECE_SIZE,
+    ChunkDir,
+    ChunkKeys,
+    manifest_chunks,
+    open_chunk,
+    open_manifest,
+    read_manifest_header,
+    seal_chunk,
+    seal_manifest,
+)
+from linda_desktop.session.crypto import (
+    DAMAGED_FIX,
+    DecryptingReader,
+    EncryptingWriter,
+    key_id,
+    read_header,
+)
 from linda_desktop.session.profile import pid_alive
 
 log = logging.getLogger(__name__)
@@ -50,6 +83,8 @@ log = logging.getLogger(__name__)
 SUFFIX = ".lindabak"
 MANIFEST_NAME = ".linda-manifest.json"
 PAYLOAD_FORMAT = 1
+CHUNKED_FORMAT = 2
+LOCK_NAME = ".lock"
 INDEX_NAME = "index.json"
 _ID_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{4,16}$")
 _TEMP_RE = re.compile(r"^\.(?P<id>[0-9]{8}T[0-9]{6}Z-[0-9a-f]{4,16})\.(?P<pid>[0-9]+)\.tmp$")
@@ -61,24 +96,34 @@ _SNAPSHOT_TRIES = 10
 _TABLE_SUFFIXES = (".ldb", ".sst")
 
 
+FORMAT_CHUNKED = "chunked"  # <id>.lindaman + shared chunks (chunkstore.py)
+FORMAT_ARCHIVE = "archive"  # <id>.lindabak, one streamed archive (the format before 2026-12)
+
+
 @dataclass(frozen=True)
 class BackupInfo:
     id: str
     path: Path
     created_at: datetime
-    size: int
+    size: int  # bytes this backup needs on disk (chunked: its manifest + every chunk it uses)
     reason: str
     known_good: bool
-    key_matches: bool = True  # False: made with another key (or header unreadable)
+    # True: the current key opens it (keyed check); False: another key, or its header is
+    # unreadable; None: not checked, no key at hand (keyless listing).
+    key_matches: bool | None = True
+    format: str = FORMAT_CHUNKED
+    written: int | None = None  # bytes written to make it (chunked: new chunks + manifest)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "created_at": self.created_at.isoformat(timespec="seconds"),
             "size": self.size,
+            "written": self.written,
             "reason": self.reason,
             "known_good": self.known_good,
             "key_matches": self.key_matches,
+            "format": self.format,
         }
 
 
@@ -430,14 +475,33 @@ def _parse_time(text: Any) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
-def list_backups(backups_dir: Path) -> list[BackupInfo]:
-    """List backups without the key (headers are plaintext); ``key_matches`` is then not checked."""
-    return BackupStore(backups_dir, None).list()
+def list_backups(backups_dir: Path, key: bytes | None = None) -> list[BackupInfo]:
+    """List backups; headers are plaintext, so no key is needed. Without ``key`` nothing is
+    checked against a key: ``key_matches`` is then None (unknown), never a guess."""
+    return BackupStore(backups_dir, key).list()
+
+
+def count_other_key(backups_dir: Path, key: bytes) -> int:
+    """How many backups on disk were made with another key (readable header, other fingerprint).
+
+    For the start-up notice "N backups were made with another key; they are kept"."""
+    return BackupStore(backups_dir, key).other_key_count()
+
+
+def _read_small(path: Path, limit: int) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read(limit + 1)
+
+
+def _int_or(value: Any, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else default
 
 
 class BackupStore:
     """Create, list, verify, restore and rotate encrypted backups in one folder.
 
+    New backups go to the deduplicated chunk store (chunkstore.py); backups of the older
+    one-archive format (``<id>.lindabak``) are still listed, verified, restored and rotated.
     ``key`` may be None for a store that only lists (status, `backups` without a keyring).
     """
 
@@ -449,16 +513,22 @@ class BackupStore:
         keep: int = 5,
         work_dir: Path | None = None,
         compress: bool = True,
+        backup_format: str = FORMAT_CHUNKED,
     ) -> None:
-        """``compress``: deflate the chunks that shrink (see crypto.py); off only for benchmarks."""
+        """``compress``: deflate the chunks that shrink (see crypto.py); off only for benchmarks.
+        ``backup_format``: FORMAT_ARCHIVE writes the older format (benchmarks and tests only)."""
         if key is not None and len(key) != 32:
             raise ValueError("the backup key must be 32 bytes")
+        if backup_format not in (FORMAT_CHUNKED, FORMAT_ARCHIVE):
+            raise ValueError(f"unknown backup format {backup_format!r}")
         self.backups_dir = Path(backups_dir)
         self.keep = max(1, int(keep))
         self.work_dir = Path(work_dir) if work_dir is not None else None
+        self.format = backup_format
         self._key = key
         self._compress = compress
         self._key_id = key_id(key) if key is not None else None
+        self._keys = ChunkKeys.derive(key) if key is not None else None
         self._lock = threading.RLock()
         self._active: set[Path] = set()
         self.last_replaced: Path | None = None  # where restore() put the previous live profile
@@ -471,10 +541,29 @@ class BackupStore:
                                      "or set a backup passphrase with LINDA_BACKUP_PASSPHRASE")
         return self._key
 
+    def _chunk_keys(self) -> ChunkKeys:
+        self._key_or_raise()
+        assert self._keys is not None
+        return self._keys
+
+    @contextlib.contextmanager
+    def _writer_lock(self) -> Iterator[None]:
+        """One writer at a time across processes: chunks are shared, and GC must never run
+        while another process has written chunks its manifest is not yet committed for."""
+        fd = os.open(self.backups_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o600)
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
     # ---- listing -------------------------------------------------------------------------
 
     def _path(self, backup_id: str) -> Path:
-        return self.backups_dir / f"{backup_id}{SUFFIX}"
+        """Where ``backup_id`` is (either format); the new format's name when there is none."""
+        legacy = self.backups_dir / f"{backup_id}{SUFFIX}"
+        return legacy if legacy.is_file() else self.backups_dir / f"{backup_id}{MANIFEST_SUFFIX}"
 
     def _known_good_id(self) -> str | None:
         try:
@@ -484,22 +573,57 @@ class BackupStore:
         return value if isinstance(value, str) and _ID_RE.match(value) else None
 
     def _info(self, path: Path, known_good_id: str | None) -> BackupInfo:
+        if path.name.endswith(MANIFEST_SUFFIX):
+            return self._manifest_info(path, known_good_id)
         backup_id = path.name[: -len(SUFFIX)]
         created: datetime | None = None
-        reason, matches = "unknown", False
+        reason = "unknown"
+        matches: bool | None = None if self._key_id is None else False
         try:
             with open(path, "rb") as handle:
                 header = read_header(handle)
                 size = os.fstat(handle.fileno()).st_size
             created = _parse_time(header.meta.get("created_at"))
             reason = str(header.meta.get("reason", "unknown"))
-            matches = self._key_id is None or header.key_id == self._key_id
+            if self._key_id is not None:
+                # key_id is HMAC(key, ...): only this key yields it; the header checksum makes a
+                # flipped byte read as damage rather than as another key.
+                matches = hmac.compare_digest(header.key_id, self._key_id)
         except BackupCorrupt:
             size = path.stat().st_size
             reason = "unreadable"
         if created is None:
             created = datetime.strptime(backup_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
-        return BackupInfo(backup_id, path, created, size, reason, backup_id == known_good_id, matches)
+        return BackupInfo(
+            backup_id, path, created, size, reason, backup_id == known_good_id, matches, FORMAT_ARCHIVE, size
+        )
+
+    def _manifest_info(self, path: Path, known_good_id: str | None) -> BackupInfo:
+        backup_id = path.name[: -len(MANIFEST_SUFFIX)]
+        created: datetime | None = None
+        reason = "unknown"
+        matches: bool | None = None if self._key is None else False
+        blob = _read_small(path, MAX_MANIFEST_FILE)
+        size, written = len(blob), len(blob)
+        try:
+            header, _ = read_manifest_header(blob)
+            created = _parse_time(header.meta.get("created_at"))
+            reason = str(header.meta.get("reason", "unknown"))
+            size += _int_or(header.meta.get("chunk_bytes"), 0)
+            written += _int_or(header.meta.get("new_bytes"), 0)
+            if self._key is not None and hmac.compare_digest(header.key_id, self._key_id or b""):
+                try:
+                    open_manifest(self._key, blob)  # a trial decrypt: this key truly opens it
+                    matches = True
+                except BackupCorrupt:
+                    matches = True  # made with this key (keyed fingerprint), but damaged: verify says so
+        except BackupCorrupt:
+            reason = "unreadable"
+        if created is None:
+            created = datetime.strptime(backup_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+        return BackupInfo(
+            backup_id, path, created, size, reason, backup_id == known_good_id, matches, FORMAT_CHUNKED, written
+        )
 
     def list(self) -> list[BackupInfo]:
         """Every complete backup, newest first (temp files of running or crashed backups never)."""
@@ -512,13 +636,20 @@ class BackupStore:
         known = self._known_good_id()
         infos = []
         for name in names:
-            if name.endswith(SUFFIX) and _ID_RE.match(name[: -len(SUFFIX)]):
-                try:
-                    infos.append(self._info(self.backups_dir / name, known))
-                except FileNotFoundError:
-                    continue  # rotated away meanwhile
+            for suffix in (MANIFEST_SUFFIX, SUFFIX):
+                if name.endswith(suffix) and _ID_RE.match(name[: -len(suffix)]):
+                    try:
+                        infos.append(self._info(self.backups_dir / name, known))
+                    except FileNotFoundError:
+                        continue  # rotated away meanwhile
         infos.sort(key=lambda info: (info.created_at, info.id), reverse=True)
         return infos
+
+    def other_key_count(self) -> int:
+        """Backups whose header is readable and names another key (kept, never rotated)."""
+        if self._key is None:
+            return 0
+        return sum(1 for info in self.list() if info.key_matches is False and info.reason != "unreadable")
 
     def get(self, backup_id: str) -> BackupInfo:
         if not isinstance(backup_id, str) or not _ID_RE.match(backup_id) or not self._path(backup_id).is_file():
@@ -536,7 +667,7 @@ class BackupStore:
     def _new_id(self, created: datetime) -> str:
         while True:
             candidate = f"{created:%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
-            if not self._path(candidate).exists():
+            if not any((self.backups_dir / f"{candidate}{suffix}").exists() for suffix in (SUFFIX, MANIFEST_SUFFIX)):
                 return candidate
 
     def _ensure_backups_dir(self) -> None:
@@ -560,6 +691,7 @@ class BackupStore:
         """Back up the session files of ``profile_dir`` (the browser may be running)."""
         profile_dir = Path(profile_dir)
         with self._lock:
+            self._key_or_raise()
             self._ensure_backups_dir()
             self.cleanup(profile_dir)
             created = datetime.now(timezone.utc)
@@ -567,7 +699,8 @@ class BackupStore:
             scratch = self._scratch_root(profile_dir)
             stage = scratch / f".linda-stage-{os.getpid()}-{secrets.token_hex(4)}"
             temp = self.backups_dir / f".{backup_id}.{os.getpid()}.tmp"
-            final = self._path(backup_id)
+            suffix = SUFFIX if self.format == FORMAT_ARCHIVE else MANIFEST_SUFFIX
+            final = self.backups_dir / f"{backup_id}{suffix}"
             where = scratch
             self._active.update({stage, temp})
             try:
@@ -586,25 +719,23 @@ class BackupStore:
                 meta = {"id": backup_id, "created_at": created.isoformat(), "reason": reason}
                 manifest = {
                     **meta,
-                    "format": PAYLOAD_FORMAT,
                     "origin": origin_url,
                     "app_version": app_version,
                     "browser_version": browser_version,
                 }
                 where = self.backups_dir
-                fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
-                with os.fdopen(fd, "wb") as raw:
-                    writer = EncryptingWriter(raw, self._key_or_raise(), meta, compress=self._compress)
-                    write_payload(writer, stage, files, manifest)
-                    writer.close()
-                    raw.flush()
-                    os.fsync(raw.fileno())
-                os.rename(temp, final)
-                fsync_dir(self.backups_dir)
-                size = final.stat().st_size
+                with self._writer_lock():
+                    if self.format == FORMAT_ARCHIVE:
+                        self._write_archive(temp, stage, files, meta, {**manifest, "format": PAYLOAD_FORMAT})
+                    else:
+                        self._write_chunked(temp, stage, files, meta, {**manifest, "format": CHUNKED_FORMAT})
+                    os.rename(temp, final)
+                    fsync_dir(self.backups_dir)
+                info = self._info(final, None)
                 log.info(
-                    "Backup %s made (%s, %d files, %.1f MB) in %.2f s",
-                    backup_id, reason, len(files), size / 1e6, time.monotonic() - started,
+                    "Backup %s made (%s, %d files, %.1f MB, %.1f MB written) in %.2f s",
+                    backup_id, reason, len(files), info.size / 1e6, (info.written or 0) / 1e6,
+                    time.monotonic() - started,
                 )
             except OSError as exc:
                 raise _storage_error(exc, where) from exc
@@ -617,13 +748,111 @@ class BackupStore:
                 except OSError:
                     log.warning("Could not remove the temp file %s", temp)
                 shutil.rmtree(stage, ignore_errors=True)
-            return BackupInfo(backup_id, final, created, size, reason, False, True)
+            return info
+
+    def _write_archive(self, temp: Path, stage: Path, files: list[str], meta: dict[str, Any],
+                       manifest: dict[str, Any]) -> None:
+        """The older format: one streamed archive (kept for the benchmark's baseline and tests)."""
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
+        with os.fdopen(fd, "wb") as raw:
+            writer = EncryptingWriter(raw, self._key_or_raise(), meta, compress=self._compress)
+            write_payload(writer, stage, files, manifest)
+            writer.close()
+            raw.flush()
+            os.fsync(raw.fileno())
+
+    def _previous_files(self) -> dict[str, dict[str, Any]]:
+        """The files of the newest chunked backup made with this key (to skip unchanged tables)."""
+        names = sorted(
+            (n for n in os.listdir(self.backups_dir)
+             if n.endswith(MANIFEST_SUFFIX) and _ID_RE.match(n[: -len(MANIFEST_SUFFIX)])),
+            reverse=True,
+        )
+        for name in names:
+            try:
+                _, manifest = open_manifest(self._key_or_raise(), _read_small(self.backups_dir / name, MAX_MANIFEST_FILE))
+                manifest_chunks(manifest)  # shape check
+            except (BackupCorrupt, WrongKey, OSError):
+                continue
+            return {e["path"]: e for e in manifest["files"] if isinstance(e.get("path"), str)}
+        return {}
+
+    def _write_chunked(self, temp: Path, stage: Path, files: list[str], meta: dict[str, Any],
+                       manifest: dict[str, Any]) -> None:
+        """Write the chunks that are new (each temp, fsync, rename), then the manifest to ``temp``
+        (fsynced); the caller renames it into place. A failure removes the chunks it wrote."""
+        keys = self._chunk_keys()
+        chunks = ChunkDir(self.backups_dir, keys.key_id)
+        previous = self._previous_files()
+        known = {item[0] for entry in previous.values() for item in entry.get("chunks", [])}
+        sizes: dict[str, int] = {}
+        new: list[str] = []
+        new_bytes = 0
+        entries = []
+        try:
+            for rel in files:
+                with open(stage / rel, "rb") as handle:
+                    st = os.fstat(handle.fileno())
+                    prev = previous.get(rel)
+                    # A hard-linked (immutable) table with the same inode, size and mtime as in the
+                    # newest backup: reuse its chunks without reading it (restic's files cache).
+                    if (
+                        prev is not None
+                        and st.st_nlink > 1
+                        and (prev.get("size"), prev.get("mtime_ns"), prev.get("ino")) == (st.st_size, st.st_mtime_ns, st.st_ino)
+                        and all(chunks.stored_size(item[0]) == item[2] for item in prev["chunks"])
+                    ):
+                        for item in prev["chunks"]:
+                            sizes[item[0]] = item[2]
+                        entries.append(dict(prev))
+                        continue
+                    sha, size, parts = hashlib.sha256(), 0, []
+                    while True:
+                        piece = handle.read(PIECE_SIZE)
+                        if not piece:
+                            break
+                        sha.update(piece)
+                        size += len(piece)
+                        name = keys.name(piece)
+                        stored = sizes.get(name)
+                        if stored is None:
+                            stored = chunks.stored_size(name)
+                            if stored is not None and name not in known:
+                                chunks.mark_dirty(name)  # left by an interrupted backup: make it durable
+                        if stored is None:
+                            blob = seal_chunk(keys, name, piece, compress=self._compress)
+                            chunks.put(name, blob)
+                            new.append(name)
+                            stored = len(blob)
+                            new_bytes += stored
+                        sizes[name] = stored
+                        parts.append([name, len(piece), stored])
+                entries.append({"path": rel, "size": size, "sha256": sha.hexdigest(), "mtime_ns": st.st_mtime_ns,
+                                "ino": st.st_ino, "chunks": parts})
+            chunks.sync()  # every chunk durable before the manifest that names them
+            manifest["files"] = entries
+            header_meta = {**meta, "chunk_bytes": sum(sizes.values()), "new_bytes": new_bytes}
+            blob = seal_manifest(self._key_or_raise(), header_meta, manifest)
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
+            with os.fdopen(fd, "wb") as raw:
+                raw.write(blob)
+                raw.flush()
+                os.fsync(raw.fileno())
+        except BaseException:
+            for name in new:  # no committed manifest names them: give the space back
+                try:
+                    os.unlink(chunks.path(name))
+                except OSError:
+                    pass
+            raise
 
     # ---- reading -------------------------------------------------------------------------
 
     def _read(self, backup_id: str, sink: _Sink) -> dict[str, Any]:
         info = self.get(backup_id)
         try:
+            if info.format == FORMAT_CHUNKED:
+                return self._read_chunked(info, sink)
             with open(info.path, "rb") as handle:
                 reader = DecryptingReader(handle, self._key_or_raise())
                 return read_payload(reader, sink)
@@ -635,9 +864,94 @@ class BackupStore:
                 raise _storage_error(exc, sink.root) from exc
             raise BackupCorrupt(f"This backup cannot be read: {exc.strerror or exc}", DAMAGED_FIX) from exc
 
+    def _read_chunked(self, info: BackupInfo, sink: _Sink) -> dict[str, Any]:
+        """Check the manifest, that every chunk it needs is there, then each chunk and file."""
+        header, manifest = open_manifest(self._key_or_raise(), _read_small(info.path, MAX_MANIFEST_FILE))
+        if manifest.get("format") != CHUNKED_FORMAT:
+            raise _mismatch("the manifest is missing or unreadable")
+        if manifest.get("id") != info.id or header.meta.get("id") != info.id:
+            raise _mismatch("the manifest belongs to another backup")
+        listed = manifest_chunks(manifest)
+        keys = self._chunk_keys()
+        chunks = ChunkDir(self.backups_dir, keys.key_id)
+        missing: dict[str, str] = {}
+        for path, name, _plain, _stored in listed:
+            if name not in missing and chunks.stored_size(name) is None:
+                missing[name] = path
+        if missing:
+            name, path = next(iter(missing.items()))
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            raise BackupCorrupt(
+                f"This backup is incomplete: chunk {name} of {path} is missing{more}", DAMAGED_FIX
+            )
+        seen: set[str] = set()
+        for entry in manifest["files"]:
+            path, size, sha = entry.get("path"), entry.get("size"), entry.get("sha256")
+            if not isinstance(path, str) or not isinstance(size, int) or not isinstance(sha, str):
+                raise _mismatch("a manifest entry is unreadable")
+            rel = check_entry_name(path)
+            if rel in seen:
+                raise _unsafe("duplicate entry", rel)
+            seen.add(rel)
+            digest, total = hashlib.sha256(), 0
+            out = sink.open(rel)
+            for name, plain_len, _stored in entry["chunks"]:
+                try:
+                    blob = chunks.read(name)
+                except FileNotFoundError:
+                    raise BackupCorrupt(f"This backup is incomplete: chunk {name} of {rel} is missing",
+                                        DAMAGED_FIX) from None
+                data = open_chunk(keys, name, blob)
+                if len(data) != plain_len:
+                    raise _mismatch(f"chunk {name[:16]} of {rel} has another length than the manifest says")
+                digest.update(data)
+                total += len(data)
+                if out is not None:
+                    out.write(data)
+            if out is not None:
+                sink.done(out)
+            if total != size:
+                raise _mismatch(f"{rel} has {total} bytes, the manifest says {size}")
+            if digest.hexdigest() != sha:
+                raise _mismatch(f"{rel} has another content than the manifest says (SHA-256)")
+        return manifest
+
     def verify(self, backup_id: str) -> dict[str, Any]:
         """Decrypt and check the whole backup (every chunk, every file's SHA-256); returns the manifest."""
         return self._read(backup_id, _Sink())
+
+    def verify_all(self, backup_id: str | None = None) -> list[dict[str, Any]]:
+        """``verify`` for one backup or every one: [{"id", "ok", "error"}], newest first. Never
+        touches the profile; a backup that fails is reported, not raised."""
+        targets = [self.get(backup_id)] if backup_id else self.list()
+        self._key_or_raise()
+        results = []
+        for info in targets:
+            try:
+                self.verify(info.id)
+                results.append({"id": info.id, "ok": True, "error": None})
+            except (BackupCorrupt, WrongKey, BackupNotFound) as exc:
+                results.append({"id": info.id, "ok": False, "error": exc.message})
+        return results
+
+    def newest_verified(self) -> tuple[BackupInfo, list[dict[str, Any]]]:
+        """The newest backup that verifies, and the newer ones skipped ({"id", "error"} each)."""
+        skipped: list[dict[str, Any]] = []
+        self._key_or_raise()
+        for info in self.list():
+            try:
+                self.verify(info.id)
+            except (BackupCorrupt, WrongKey, BackupNotFound) as exc:
+                skipped.append({"id": info.id, "error": exc.message})
+                continue
+            return info, skipped
+        if skipped:
+            raise NoBackups(
+                f"No backup can be restored: none of the {len(skipped)} verifies ("
+                + "; ".join(f"{s['id']}: {s['error']}" for s in skipped) + ")",
+                "take a new backup once the session works, or restore the key the backups were made with",
+            )
+        raise NoBackups("There are no backups to restore", "take one with `linda-desktop backup`")
 
     def extract(self, backup_id: str, dest: Path) -> dict[str, Any]:
         """Unpack a backup into ``dest`` (new or empty folder), fully verified; on any failure
@@ -718,31 +1032,79 @@ class BackupStore:
         return self._info(self._path(known), known)
 
     def rotate(self) -> list[str]:
-        """Keep the newest ``keep`` backups plus the known-good one; remove the rest.
+        """Keep the newest ``keep`` backups plus the known-good one; remove the rest, then the
+        chunks no remaining backup needs (``collect_garbage``).
 
         Backups made with another key (or with an unreadable header) are never removed here:
         they may be the only copy of a session whose key can still be recovered.
         """
         with self._lock:
             self.cleanup()
-            infos = [info for info in self.list() if info.key_matches]
-            keep = {info.id for info in infos[: self.keep]}
-            keep.add(self._known_good_id() or "")
-            removed = []
-            for info in infos:
-                if info.id in keep:
-                    continue
-                try:
-                    info.path.unlink()
-                except FileNotFoundError:
-                    continue
-                except OSError as exc:
-                    raise _storage_error(exc, self.backups_dir) from exc
-                removed.append(info.id)
-            if removed:
-                fsync_dir(self.backups_dir)
-                log.info("Removed %d old backup(s): %s", len(removed), ", ".join(removed))
+            if not self.backups_dir.is_dir():
+                return []
+            try:
+                with self._writer_lock():
+                    infos = [info for info in self.list() if info.key_matches]
+                    keep = {info.id for info in infos[: self.keep]}
+                    keep.add(self._known_good_id() or "")
+                    removed = []
+                    for info in infos:
+                        if info.id in keep:
+                            continue
+                        try:
+                            info.path.unlink()
+                        except FileNotFoundError:
+                            continue
+                        removed.append(info.id)
+                    if removed:
+                        fsync_dir(self.backups_dir)  # manifests gone for good before any chunk goes
+                        log.info("Removed %d old backup(s): %s", len(removed), ", ".join(removed))
+                    self._collect_garbage()
+            except OSError as exc:
+                raise _storage_error(exc, self.backups_dir) from exc
             return removed
+
+    def collect_garbage(self) -> int:
+        """Delete the chunks of this key that no backup on disk needs; returns how many."""
+        with self._lock:
+            if not self.backups_dir.is_dir():
+                return 0
+            try:
+                with self._writer_lock():
+                    return self._collect_garbage()
+            except OSError as exc:
+                raise _storage_error(exc, self.backups_dir) from exc
+
+    def _collect_garbage(self) -> int:
+        """Mark (every chunk named by a manifest of this key), then sweep this key's chunks.
+
+        Only chunks proven unreferenced go: when a manifest of this key (or one whose header is
+        unreadable, so whose key is unknown) cannot be read, nothing is swept this time. Chunks
+        of other keys live in their own folders and are never looked at."""
+        if self._key is None:
+            return 0
+        keys = self._chunk_keys()
+        referenced: set[str] = set()
+        for name in os.listdir(self.backups_dir):
+            if not (name.endswith(MANIFEST_SUFFIX) and _ID_RE.match(name[: -len(MANIFEST_SUFFIX)])):
+                continue
+            try:
+                blob = _read_small(self.backups_dir / name, MAX_MANIFEST_FILE)
+            except FileNotFoundError:
+                continue
+            try:
+                header, _ = read_manifest_header(blob)
+                if not hmac.compare_digest(header.key_id, keys.key_id):
+                    continue  # another key's backup: its chunks are in another folder
+                _, manifest = open_manifest(self._key, blob)
+                referenced.update(item[1] for item in manifest_chunks(manifest))
+            except (BackupCorrupt, WrongKey) as exc:
+                log.warning("Chunk cleanup skipped: backup %s cannot be read (%s)", name, exc.message)
+                return 0
+        removed = ChunkDir(self.backups_dir, keys.key_id).sweep(referenced, pid_alive)
+        if removed:
+            log.info("Removed %d chunk(s) no backup needs", removed)
+        return removed
 
     def cleanup(self, profile_dir: Path | None = None) -> list[str]:
         """Remove temp files and staging folders left by backups/restores that died midway."""

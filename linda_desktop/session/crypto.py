@@ -52,7 +52,10 @@ _RAW, _DEFLATE = 0, 1
 _SAMPLE = 8 * 1024  # two samples per chunk (start and middle)
 _HKDF_INFO = b"linda-backup-v1 file key"
 
-DAMAGED_FIX = "Restore another backup (the app tries the next one), or take a new backup"
+DAMAGED_FIX = (
+    "Restore another backup (`linda-desktop restore` without an ID takes the newest one that verifies), "
+    "or take a new backup"
+)
 
 
 def key_id(key: bytes) -> bytes:
@@ -150,7 +153,7 @@ def _aad(digest: bytes, index: int, final: bool) -> bytes:
     return digest + struct.pack(">QB", index, 1 if final else 0)
 
 
-def _pack(data: bytes, compress: bool) -> bytes:
+def pack_body(data: bytes, compress: bool) -> bytes:
     """Chunk body: deflate it only when a sample shows it is worth it."""
     if compress and data:
         middle = len(data) // 2
@@ -160,6 +163,26 @@ def _pack(data: bytes, compress: bool) -> bytes:
             if len(packed) < len(data):
                 return bytes([_DEFLATE]) + packed
     return bytes([_RAW]) + data
+
+
+def unpack_body(body: bytes, limit: int, what: str) -> bytes:
+    """The data of a chunk body made by ``pack_body``, at most ``limit`` bytes; else BackupCorrupt."""
+    kind, data = body[:1], body[1:]
+    if kind == bytes([_RAW]):
+        out = data
+    elif kind == bytes([_DEFLATE]):
+        inflater = zlib.decompressobj()
+        try:
+            out = inflater.decompress(data, limit + 1)
+        except zlib.error as exc:
+            raise _corrupt(f"{what} does not inflate") from exc
+        if inflater.unconsumed_tail or not inflater.eof:
+            raise _corrupt(f"{what} inflates wrongly")
+    else:
+        raise _corrupt(f"{what} has an unknown encoding")
+    if len(out) > limit:
+        raise _corrupt(f"{what} is too large")
+    return out
 
 
 class EncryptingWriter:
@@ -217,7 +240,7 @@ class EncryptingWriter:
             raise ValueError("archive too large")
         sealed = self._aead.encrypt(
             _nonce(self.header.nonce_prefix, self._index, final),
-            _pack(data, self._compress),
+            pack_body(data, self._compress),
             _aad(self._digest, self._index, final),
         )
         self._raw.write(struct.pack(">I", len(sealed) | (_FINAL_BIT if final else 0)))
@@ -307,22 +330,7 @@ class DecryptingReader:
             self._done = True
 
     def _unpack(self, body: bytes) -> bytes:
-        kind, data = body[:1], body[1:]
-        if kind == bytes([_RAW]):
-            out = data
-        elif kind == bytes([_DEFLATE]):
-            inflater = zlib.decompressobj()
-            try:
-                out = inflater.decompress(data, self.header.chunk_size + 1)
-            except zlib.error as exc:
-                raise _corrupt(f"chunk {self._index} does not inflate") from exc
-            if inflater.unconsumed_tail or not inflater.eof:
-                raise _corrupt(f"chunk {self._index} inflates wrongly")
-        else:
-            raise _corrupt(f"chunk {self._index} has an unknown encoding")
-        if len(out) > self.header.chunk_size:
-            raise _corrupt(f"chunk {self._index} is too large")
-        return out
+        return unpack_body(body, self.header.chunk_size, f"chunk {self._index}")
 
     def read(self, n: int = -1) -> bytes:
         if n is None or n < 0:

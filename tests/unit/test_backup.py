@@ -23,7 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from linda_desktop.base.errors import BackupCorrupt, BackupNotFound, ProfileInvalid, StorageError, WrongKey
-from linda_desktop.session.backup import MANIFEST_NAME, SUFFIX, BackupStore
+from linda_desktop.session.backup import FORMAT_ARCHIVE, FORMAT_CHUNKED, MANIFEST_NAME, SUFFIX, BackupStore
+from linda_desktop.session.chunkstore import MANIFEST_SUFFIX
 from linda_desktop.session.crypto import EncryptingWriter
 from linda_desktop.session.profile import session_files
 from tests.helpers.fake_profile import make_fake_profile, tree_digest
@@ -106,8 +107,11 @@ def craft(store: BackupStore, entries: list, manifest: dict | None, backup_id: s
 def test_create_list_verify_extract_round_trip(store: BackupStore, profile: tuple[Path, str], data: Path) -> None:
     profile_dir, origin = profile
     info = store.create(profile_dir, origin_url=origin, reason="manual", browser_version="Chromium 156", app_version="9.9")
-    assert info.path == store.backups_dir / f"{info.id}.lindabak" and info.path.is_file()
-    assert info.reason == "manual" and info.size == info.path.stat().st_size and not info.known_good
+    assert info.path == store.backups_dir / f"{info.id}{MANIFEST_SUFFIX}" and info.path.is_file()
+    assert info.format == FORMAT_CHUNKED and info.to_json()["format"] == "chunked"
+    stored = sum(p.stat().st_size for p in (store.backups_dir / "chunks").rglob("*") if p.is_file())
+    assert info.reason == "manual" and info.size == info.path.stat().st_size + stored and not info.known_good
+    assert info.written == info.size  # the first backup writes every chunk
     assert stat.S_IMODE(store.backups_dir.stat().st_mode) == 0o700
     assert stat.S_IMODE(info.path.stat().st_mode) == 0o600
     assert "path" not in info.to_json() and info.to_json()["id"] == info.id
@@ -129,7 +133,8 @@ def test_create_list_verify_extract_round_trip(store: BackupStore, profile: tupl
     with pytest.raises(FileExistsError):
         store.extract(info.id, dest)  # only into a new or empty folder
     # No leftovers of staging or temp files.
-    assert sorted(os.listdir(store.backups_dir)) == [info.path.name]
+    assert sorted(os.listdir(store.backups_dir)) == [".lock", info.path.name, "chunks"]
+    assert not [p for p in store.backups_dir.rglob("*.tmp")]
     assert not [p for p in (data / "work").iterdir() if p.name.startswith(".linda-")]
 
 
@@ -257,23 +262,39 @@ def test_leftovers_of_dead_backups_are_cleaned(store: BackupStore, profile: tupl
 # ---- bad archives: typed errors, nothing touched -----------------------------------------------
 
 
+def backups_digest(store: BackupStore) -> dict[str, str]:
+    """Every file under the backups folder (archives, manifests, chunks) and its SHA-256."""
+    if not store.backups_dir.exists():
+        return {}
+    return {
+        str(p.relative_to(store.backups_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in store.backups_dir.rglob("*")
+        if p.is_file() and p.name != ".lock"
+    }
+
+
 @contextlib.contextmanager
-def untouched(store: BackupStore, profile_dir: Path) -> Iterator[None]:
-    """Asserts the live profile and every complete backup are byte-for-byte the same after."""
+def untouched(store: BackupStore, profile_dir: Path, *, ignore: tuple[str, ...] = ()) -> Iterator[None]:
+    """Asserts the live profile and every backup file are byte-for-byte the same after
+    (``ignore``: names of files the test itself damages or removes)."""
     profile_before = tree_digest(profile_dir)
-    backups_before = {b.id: hashlib.sha256(b.path.read_bytes()).hexdigest() for b in store.list()}
+    backups_before = backups_digest(store)
     yield
     assert tree_digest(profile_dir) == profile_before
-    for backup_id, digest in backups_before.items():
-        path = store.backups_dir / f"{backup_id}{SUFFIX}"
-        assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
+    after = backups_digest(store)
+    for name, digest in backups_before.items():
+        if not any(name.endswith(part) for part in ignore):
+            assert after.get(name) == digest, name
     leftovers = [p.name for p in store.work_dir.iterdir() if p.name.startswith(".linda-")] if store.work_dir.exists() else []
     assert leftovers == []
 
 
-def test_truncated_and_flipped_archives_are_refused(store: BackupStore, profile: tuple[Path, str]) -> None:
+def test_truncated_and_flipped_archives_are_refused(store: BackupStore, profile: tuple[Path, str], data: Path) -> None:
+    """The older one-archive format (still restored): cuts and bit flips anywhere are refused."""
     profile_dir, origin = profile
-    good = store.create(profile_dir, origin_url=origin)
+    legacy = BackupStore(store.backups_dir, KEY, work_dir=data / "work", backup_format=FORMAT_ARCHIVE)
+    good = legacy.create(profile_dir, origin_url=origin)
+    assert good.format == FORMAT_ARCHIVE and good.path.name.endswith(SUFFIX)
     blob = good.path.read_bytes()
     assert len(blob) > 2 * (1 << 20)  # several chunks
 
@@ -408,15 +429,18 @@ def test_read_only_backups_folder(store: BackupStore, profile: tuple[Path, str])
     folder = store.backups_dir
     # Root ignores chmod 0500, so make the folder truly read-only with a read-only bind mount.
     with mounted(folder, ["--bind", str(folder)], ["-o", "remount,bind,ro"]):
+        names = sorted(os.listdir(folder))
         with untouched(store, profile_dir):
             with pytest.raises(StorageError) as err:
                 store.create(profile_dir, origin_url=origin)
             assert str(folder) in err.value.message and "not writable" in err.value.message and err.value.fix
             with pytest.raises(StorageError):
                 store.mark_known_good(older.id)
+            with pytest.raises(StorageError):
+                store.rotate()
             assert [b.id for b in store.list()] == [older.id]
             store.verify(older.id)
-    assert sorted(os.listdir(folder)) == [older.path.name]
+    assert sorted(os.listdir(folder)) == names
 
 
 def test_backups_folder_under_a_file(data: Path, profile: tuple[Path, str]) -> None:
@@ -434,11 +458,13 @@ def test_disk_full(store: BackupStore, data: Path) -> None:
     with mounted(store.backups_dir, ["-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs"]):
         older = store.create(profile_dir, origin_url=origin)
         make_fake_profile(profile_dir, idb_mb=3, caches_mb=0.01, seed=2)  # now it no longer fits
+        before = backups_digest(store)
         with untouched(store, profile_dir):
             with pytest.raises(StorageError, match="Not enough disk space") as err:
                 store.create(profile_dir, origin_url=origin)
             assert str(store.backups_dir) in err.value.message and "Free some disk space" in err.value.fix
-        assert sorted(os.listdir(store.backups_dir)) == [older.path.name]  # temp removed
+        assert backups_digest(store) == before  # temp files and the new chunks it wrote removed
+        assert sorted(os.listdir(store.backups_dir)) == [".lock", older.path.name, "chunks"]
         store.verify(older.id)
 
 
