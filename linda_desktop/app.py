@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from linda_desktop.base.errors import AlreadyRunning, LindaError, NoBackups, ProfileInUse
-from linda_desktop.base.events import Event, QrCode, StateChanged
+from linda_desktop.base.events import Event, Notice, NoticeKind, QrCode, StateChanged
 from linda_desktop.service.session_service import SessionService
 from linda_desktop.base.settings import Settings
 from linda_desktop.base.paths import AppPaths
@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 def build_service(paths: AppPaths, *, wa_url: str, browser: str | None,
                   on_event: Callable[[Event], None], background: bool = False) -> SessionService:
     settings = Settings.load(paths.settings_file)
+    for problem in settings.problems:  # a bad value is never fatal: the default, and the owner is told
+        on_event(Notice(NoticeKind.SETTINGS_INVALID, problem.message, {"key": problem.key, "fix": problem.fix}))
     return SessionService(paths, settings, wa_url=wa_url, browser=browser, on_event=on_event,
                           background=background)
 
@@ -156,40 +158,88 @@ class EventPrinter:
 
 
 def run_headless(paths: AppPaths, *, wa_url: str, browser: str | None, json_lines: bool) -> int:
-    """`linda-desktop run`: the service with no tray. SIGINT/SIGTERM: flush, back up, exit 0."""
-    instance = SingleInstance(paths)
-    if not instance.acquire():
-        raise AlreadyRunning("Linda Desktop is already running with this data folder",
-                             "use `linda-desktop status`, or quit the running app first")
-    service = build_service(paths, wa_url=wa_url, browser=browser, on_event=EventPrinter(json_lines))
+    """`linda-desktop run`: the service with no tray. SIGINT/SIGTERM: flush, back up, exit 0.
 
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.add_signal_handler(sig, service.request_stop)
-            except (NotImplementedError, RuntimeError):  # Windows
-                signal.signal(sig, lambda *_: service.request_stop())
-        task = asyncio.create_task(service.run())
-        while service.loop is None and not task.done():
-            await asyncio.sleep(0.01)
-        instance.serve(control_handler(service))
-        from linda_desktop.api import start_api
-
-        api = start_api(service, paths, service.settings)  # bot API (issue 6): off unless enabled
-        try:
-            await task
-        finally:
-            api.close()
-
+    A stop signal at any moment, start-up included, is the owner's wish: exit 0, quietly."""
+    stop = _StopSignals()
     try:
-        asyncio.run(main())
-    finally:
-        instance.close()
+        instance = SingleInstance(paths)
+        if not instance.acquire():
+            raise AlreadyRunning("Linda Desktop is already running with this data folder",
+                                 "use `linda-desktop status`, or quit the running app first")
+        try:
+            service = build_service(paths, wa_url=wa_url, browser=browser, on_event=EventPrinter(json_lines))
+            stop.service = service
+
+            async def main() -> None:
+                stop.attach_loop(asyncio.get_running_loop())
+                task = asyncio.create_task(service.run())
+                while service.loop is None and not task.done():
+                    await asyncio.sleep(0.01)
+                instance.serve(control_handler(service))
+                from linda_desktop.api import start_api
+
+                api = start_api(service, paths, service.settings)  # bot API (issue 6): off unless enabled
+                try:
+                    await task
+                finally:
+                    api.close()
+
+            try:
+                asyncio.run(main())
+            except Exception as exc:
+                if not stop.requested:
+                    raise
+                log.warning("while stopping: %s: %s", type(exc).__name__, exc)  # asked to stop: not a failure
+            finally:
+                stop.install()  # asyncio.run put back the default handlers: a second signal must not kill
+        finally:
+            instance.close()
+    except KeyboardInterrupt:  # a stop before the service could take it
+        return 0
     if service.fatal_error is not None:
+        if stop.requested:
+            log.info("stopped on request while starting (%s)", service.fatal_error)
+            return 0
         print(f"linda-desktop: {service.fatal_error}", file=sys.stderr)
         return 1
     return 0
+
+
+class _StopSignals:
+    """SIGINT/SIGTERM handlers for `run`, in force from the first moment: each asks the service
+    to stop (or, before there is one, remembers the wish so that start-up ends at once)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.service: SessionService | None = None
+        self.install()
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, getattr(signal, "SIGTERM", None)):
+            if sig is not None:
+                signal.signal(sig, self._on_signal)
+
+    def attach_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Inside the loop, let asyncio wake on the signal (a Python handler waits for the main thread)."""
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, self.request)
+            except (NotImplementedError, RuntimeError, AttributeError):  # Windows: the Python handler stays
+                pass
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        if self.service is None:
+            self.requested = True
+            raise KeyboardInterrupt  # nothing runs yet: unwind; `run` exits 0
+        self.request()
+
+    def request(self) -> None:
+        if not self.requested:
+            log.info("stop requested by a signal")
+        self.requested = True
+        if self.service is not None:
+            self.service.request_stop()
 
 
 # ---------------------------------------------------------------------- tray

@@ -2,7 +2,9 @@
 
 Exit codes: 0 ok, 1 failure with a one-line reason on stderr, 2 usage.
 When the app is already running, commands that touch the session talk to it instead of
-working on the profile under its feet.
+working on the profile under its feet. Every failure is one line: an OSError (read-only or full
+data folder) becomes a StorageError's words and fix; a stop signal to `run`, even during
+start-up, is the owner's wish and exits 0.
 """
 
 from __future__ import annotations
@@ -10,11 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
-from typing import Any, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from linda_desktop import __version__
-from linda_desktop.base.errors import LindaError
+from linda_desktop.base.errors import LindaError, StorageError
 
 DEFAULT_WA_URL = "https://web.whatsapp.com/"
 
@@ -78,16 +82,48 @@ def resolve_options(args: argparse.Namespace) -> tuple[str | None, str, str | No
     return data_dir, wa_url, browser
 
 
+# Qt platforms that need no display server.
+_HEADLESS_QT = {"offscreen", "minimal", "vnc", "eglfs", "linuxfb", "vkkhrdisplay"}
+
+
+def display_problem(environ: Mapping[str, str] | None = None, platform: str | None = None) -> str | None:
+    """Why the tray cannot start here (no display), or None. Checked before Qt loads: Qt would abort."""
+    environ = os.environ if environ is None else environ
+    platform = sys.platform if platform is None else platform
+    if not (platform.startswith("linux") or "bsd" in platform):
+        return None
+    wanted = [p.split(":")[0].strip().lower() for p in environ.get("QT_QPA_PLATFORM", "").split(";")]
+    if any(p in _HEADLESS_QT for p in wanted):
+        return None
+    if environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY"):
+        return None
+    return ("There is no display for the tray (DISPLAY and WAYLAND_DISPLAY are not set) — "
+            "on a server or in a terminal use `linda-desktop run`")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command is None and (problem := display_problem()):
+        print(f"linda-desktop: {problem}", file=sys.stderr)
+        return 1
+    if args.command == "run" and hasattr(signal, "SIGTERM"):
+        signal.signal(signal.SIGTERM, _interrupt)  # until `run` installs its own: a stop, like Ctrl-C
     try:
         return dispatch(args)
     except LindaError as exc:
         print(f"linda-desktop: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except OSError as exc:
+        doing = f"running `{args.command}`" if args.command else "starting"
+        print(f"linda-desktop: {StorageError.from_os_error(exc, doing)}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        return 0 if args.command == "run" else 1  # `run` was asked to stop: that is success
 
 
 def main_gui() -> int:

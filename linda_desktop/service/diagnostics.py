@@ -159,6 +159,7 @@ def doctor_checks(paths: AppPaths, *, wa_url: str, browser: str | None) -> list[
     checks.append(Check("keyring", key["ok"], key["backend"] if key["ok"] else f"{key['error']} ({key['backend']})",
                         "" if key["ok"] else key["fix"] or "install and unlock a keyring, or set a backup passphrase"))
     checks.append(_data_dir_check(paths))
+    checks.append(_settings_check(paths))
     checks.append(_disk_check(paths))
     checks.append(_profile_check(paths, wa_url))
     checks.append(_tray_check())
@@ -166,22 +167,54 @@ def doctor_checks(paths: AppPaths, *, wa_url: str, browser: str | None) -> list[
 
 
 def _data_dir_check(paths: AppPaths) -> Check:
-    try:
-        paths.ensure(paths.data)
-        probe = paths.data / ".write-test"
-        probe.write_bytes(b"ok")
-        probe.unlink()
-    except OSError as exc:
-        return Check("data folder", False, f"{paths.data}: {exc.strerror or exc}",
-                     "make the folder writable by you, or choose another with --data-dir")
+    """Every folder the app writes (data, logs, state) exists, takes a file, and is private."""
+    from linda_desktop.base.errors import StorageError
+
+    for folder in dict.fromkeys((paths.data, paths.logs, paths.state)):
+        try:
+            paths.ensure(folder)
+            probe = folder / ".write-test"
+            probe.write_bytes(b"ok")
+            probe.unlink()
+        except OSError as exc:
+            error = StorageError.from_os_error(exc, "writing to the data folder")
+            return Check("data folder", False, f"{folder}: {exc.strerror or exc} (the log goes to stderr instead)",
+                         error.fix or "make the folder writable by you, or choose another with --data-dir")
     mode = oct(paths.data.stat().st_mode & 0o777) if os.name == "posix" else "n/a"
     private = os.name != "posix" or (paths.data.stat().st_mode & 0o077) == 0
     return Check("data folder", private, f"{paths.data} (mode {mode})",
                  "" if private else f"run: chmod 700 '{paths.data}'")
 
 
+def _settings_check(paths: AppPaths) -> Check:
+    """settings.json: each bad key named with what it should hold. Reads only (the app sets a broken file aside)."""
+    import json
+
+    from linda_desktop.base.settings import Settings
+
+    try:
+        raw = json.loads(paths.settings_file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return Check("settings", True, "defaults (no settings.json)")
+    except (OSError, ValueError) as exc:
+        return Check("settings", True, f"{paths.settings_file} is unreadable ({exc}); the defaults are used",
+                     "fix the file, or delete it to use the defaults", warning=True)
+    if not isinstance(raw, dict):
+        return Check("settings", True, f"{paths.settings_file} is not a JSON object; the defaults are used",
+                     "fix the file, or delete it to use the defaults", warning=True)
+    problems = Settings.from_dict(raw).problems
+    if not problems:
+        return Check("settings", True, str(paths.settings_file))
+    return Check("settings", True, "; ".join(p.message for p in problems),
+                 "; ".join(p.fix for p in problems), warning=True)
+
+
 def _disk_check(paths: AppPaths) -> Check:
-    usage = shutil.disk_usage(paths.data if paths.data.exists() else paths.data.parent)
+    folder = next((p for p in (paths.data, *paths.data.parents) if p.exists()), paths.data)
+    try:
+        usage = shutil.disk_usage(folder)
+    except OSError as exc:
+        return Check("disk space", True, f"unknown ({exc.strerror or exc})", warning=True)
     free_mb = usage.free // (1024 * 1024)
     ok = free_mb >= 500
     return Check("disk space", ok, f"{free_mb} MB free", "" if ok else "free some disk space (backups need room)",

@@ -3,6 +3,12 @@
 One small JSON file, rewritten atomically on every change. A damaged file is never fatal: it is
 renamed aside (``.corrupt-<ts>``) and the metadata starts again. Thread-safe: the tray and the
 service may both record events.
+
+A failed write (disk full, read-only folder) is never fatal either, and never raises: the change
+stays in memory (``pending``), the next ``record``/``flush`` writes it (atomically: the old file or
+the new one, never half), and ``on_write_error`` hears about it once per outage: with a
+``StorageError`` when writes start failing and with ``None`` when a write succeeds again.
+``write_error`` is the outage in progress, for those who poll.
 """
 
 from __future__ import annotations
@@ -12,11 +18,13 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from linda_desktop.base.atomic import atomic_write_json
+from linda_desktop.base.errors import StorageError
 from linda_desktop.base.paths import ensure_private_dir
 
 log = logging.getLogger(__name__)
@@ -62,17 +70,30 @@ def _valid(data: Any) -> bool:
 class SessionStateStore:
     """Atomic JSON store of the session metadata at ``path``."""
 
-    def __init__(self, path: Path, history_limit: int = HISTORY_LIMIT) -> None:
+    def __init__(self, path: Path, history_limit: int = HISTORY_LIMIT, *,
+                 on_write_error: Callable[[StorageError | None], None] | None = None) -> None:
         self.path = Path(path)
         self.history_limit = history_limit
+        self.on_write_error = on_write_error
+        self.write_error: StorageError | None = None  # the write outage in progress, if any
         self._lock = threading.RLock()
         self._data: dict[str, Any] | None = None
+        self._pending = False
+
+    @property
+    def pending(self) -> bool:
+        """Changes held in memory that have not reached the disk yet."""
+        return self._pending
 
     # -- reading ---------------------------------------------------------------------------
 
     def load(self) -> dict[str, Any]:
-        """(Re)read the file. Missing -> empty metadata; garbage -> set aside and rebuilt."""
+        """(Re)read the file. Missing -> empty metadata; garbage -> set aside and rebuilt.
+
+        Changes not yet on disk are written first; while they cannot be, memory wins."""
         with self._lock:
+            if self._pending and not self.flush():
+                return copy.deepcopy(self._current())
             self._data = self._read()
             return copy.deepcopy(self._data)
 
@@ -101,7 +122,7 @@ class SessionStateStore:
         if not _valid(data):
             self._set_aside()
             data = _empty()
-            self._write(data)
+            self._save(data)
             return data
         merged = _empty()
         merged.update(data)
@@ -119,6 +140,39 @@ class SessionStateStore:
     def _write(self, data: dict[str, Any]) -> None:
         ensure_private_dir(self.path.parent)
         atomic_write_json(self.path, data)
+
+    def _save(self, data: dict[str, Any]) -> bool:
+        """Write ``data``; on an OSError keep it pending and report the outage once. Never raises."""
+        try:
+            self._write(data)
+        except OSError as exc:
+            self._pending = True
+            if self.write_error is None:
+                self.write_error = StorageError.from_os_error(exc, "writing the session state file")
+                log.warning("%s; the change is kept in memory and written later", self.write_error.message)
+                self._tell(self.write_error)
+            return False
+        self._pending = False
+        if self.write_error is not None:
+            self.write_error = None
+            log.info("the session state file is written again")
+            self._tell(None)
+        return True
+
+    def _tell(self, error: StorageError | None) -> None:
+        if self.on_write_error is None:
+            return
+        try:
+            self.on_write_error(error)
+        except Exception:  # a broken listener must not break the store
+            log.exception("state write listener failed")
+
+    def flush(self) -> bool:
+        """Write pending changes now. True when everything is on disk. Never raises."""
+        with self._lock:
+            if not self._pending:
+                return True
+            return self._save(self._current())
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -138,7 +192,7 @@ class SessionStateStore:
             history.append(entry)
             if len(history) > self.history_limit:
                 del history[: len(history) - self.history_limit]
-            self._write(data)
+            self._save(data)
             return copy.deepcopy(entry)
 
     # -- what recovery asks ----------------------------------------------------------------
@@ -166,14 +220,14 @@ class SessionStateStore:
         with self._lock:
             data = self._current()
             data[name] = value
-            self._write(data)
+            self._save(data)
 
     def clear_logs(self) -> None:
         """Empty the history; keep the counters and last-* values."""
         with self._lock:
             data = self._current()
             data["history"] = []
-            self._write(data)
+            self._save(data)
 
 
 def _jsonable(details: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from typing import Iterator
 
 import pytest
 
+from tests.e2e import harness
 from tests.e2e.harness import AppProcess, write_settings
 
 
@@ -13,6 +14,29 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@pytest.fixture(autouse=True)
+def app_stderr_is_clean() -> Iterator[harness.Watch]:
+    """Every e2e test, for free: no app process it started may write a traceback, "Future
+    exception was never retrieved" or "Logging error" to stderr (issue 12). Processes still
+    running at the end are killed first, so that all they wrote is read."""
+    watch = harness.WATCH = harness.Watch()
+    yield watch
+    watch.close()
+    problems = watch.problems()
+    if problems:
+        pytest.fail("\n\n".join(problems), pytrace=False)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failing e2e test shows the log file of every app it started (issue 9, Deliver 5)."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.failed and report.when in ("call", "teardown"):
+        for folder in harness.WATCH.data_dirs():
+            report.sections.append((f"app log {folder / 'logs' / 'linda-desktop.log'}", harness.app_log(folder)))
 
 
 @pytest.fixture

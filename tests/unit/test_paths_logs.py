@@ -72,3 +72,74 @@ def test_log_file_never_holds_qr_payloads_or_keys(tmp_path: Path, restore_loggin
 def test_redact_leaves_ordinary_lines_alone() -> None:
     line = "backup 20261127T081530Z-3f2a (link): 3397 bytes in 0.05 s"
     assert redact(line) == line
+
+
+# -- issue 12 item 10: paths stay readable; keys, QR payloads and tokens never reach the log -------
+
+def test_paths_stay_readable_in_the_log(tmp_path: Path, restore_logging) -> None:
+    paths = resolve_paths(tmp_path / "d")
+    setup_logging(paths, stderr=False)
+    archived = "/tmp/pytest-of-root/pytest-12/test_faults_readonly0/data/quarantine/20261127T101010Z-dead-session"
+    profile = str(tmp_path / "d" / "profile" / "Default" / "IndexedDB")
+    logging.getLogger("test").info("archived the dead session to %s (profile %s)", archived, profile)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    text = paths.log_file.read_text()
+    assert archived in text and profile in text and "<redacted>" not in text
+
+
+def test_secrets_are_redacted_also_inside_paths() -> None:
+    import base64
+    import secrets
+
+    from linda_desktop.api.token import TOKEN_BYTES
+
+    for _ in range(200):  # random material: every draw must be caught
+        token = secrets.token_urlsafe(TOKEN_BYTES)  # the bot API token (43 characters)
+        key = base64.b64encode(secrets.token_bytes(32)).decode()  # the backup key as stored
+        line = redact(f"token {token} key {key} in /srv/linda/{token}/x")
+        assert token not in line and key not in line, line
+        assert "/srv/linda/" in line and line.endswith("/x")
+
+
+def test_qr_payload_with_slashes_is_redacted() -> None:
+    payload = "2@AbC/dEf+GhI/jKl=MnOp,QrSt/UvWx0123456789+/=,YzAb/CdEf==,GhIj/KlMn=="
+    assert redact(f"qr {payload} shown") == "qr <qr payload> shown"
+
+
+def test_unwritable_log_file_falls_back_to_stderr(tmp_path: Path, restore_logging, capfd) -> None:
+    paths = resolve_paths(tmp_path / "d")
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "logs").write_text("a file where the log folder should be")
+    assert setup_logging(paths, stderr=True) is None
+    logging.getLogger("test").warning("disk trouble at %s", tmp_path)
+    logging.getLogger("test").info("quiet detail")
+    err = capfd.readouterr().err
+    assert f"disk trouble at {tmp_path}" in err and "quiet detail" not in err
+    assert "Logging error" not in err and "Traceback" not in err
+
+
+def test_log_file_failing_mid_run_falls_back_then_recovers(tmp_path: Path, restore_logging, capfd) -> None:
+    from linda_desktop.base import logs
+
+    paths = resolve_paths(tmp_path / "d")
+    assert setup_logging(paths, stderr=True) == paths.log_file
+    logging.getLogger("test").warning("first")
+    # The log folder vanishes and a file takes its place: every reopen fails with a real OSError.
+    handler = next(h for h in logging.getLogger().handlers if isinstance(h, logs.FallbackFileHandler))
+    handler.close()
+    for p in paths.logs.iterdir():
+        p.unlink()
+    paths.logs.rmdir()
+    paths.logs.write_text("blocker")
+    logging.getLogger("test").warning("second")
+    logging.getLogger("test").warning("third")
+    err = capfd.readouterr().err
+    assert "cannot be written" in err and "second" in err and "third" in err
+    assert "Logging error" not in err and "Traceback" not in err
+    paths.logs.unlink()
+    paths.ensure(paths.logs)
+    handler.failed_at = handler.failed_at - logs.RETRY_SECONDS  # the retry is due (time, not a mock)
+    logging.getLogger("test").warning("fourth")
+    handler.flush()
+    assert "fourth" in paths.log_file.read_text() and "fourth" not in capfd.readouterr().err

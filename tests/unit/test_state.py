@@ -134,3 +134,81 @@ def test_snapshot_is_a_copy(tmp_path):
     snap["history"].clear()
     snap["restore_count"] = 99
     assert store.snapshot()["restore_count"] == 0 and len(store.snapshot()["history"]) == 1
+
+
+# -- a write that fails (issue 12 item 1): never raises, kept in memory, reported once ----------
+
+def _blocked(tmp_path):
+    """A state path whose folder is a plain file: every write fails with a real OSError."""
+    blocker = tmp_path / "state"
+    blocker.write_text("not a folder")
+    return blocker, blocker / "session-state.json"
+
+
+def test_failed_write_never_raises_keeps_the_event_and_reports_once(tmp_path):
+    blocker, path = _blocked(tmp_path)
+    heard = []
+    store = SessionStateStore(path, on_write_error=heard.append)
+    store.record("link", account="123@c.us")
+    store.record("backup_failed", reason="auto", error="disk full")
+    store.record("error", message="again")
+    assert store.pending and store.write_error is not None
+    assert len(heard) == 1 and heard[0] is store.write_error
+    assert "writing the session state file" in heard[0].message and heard[0].fix
+    snap = store.snapshot()
+    assert snap["linked"] is True and [h["event"] for h in snap["history"]] == ["link", "backup_failed", "error"]
+    assert store.load()["error_count"] == 1, "memory wins while the disk cannot be written"
+    assert store.flush() is False and len(heard) == 1
+
+    blocker.unlink()  # the fault goes away
+    assert store.flush() is True
+    assert not store.pending and store.write_error is None and heard[-1] is None and len(heard) == 2
+    on_disk = json.loads(path.read_text())
+    assert [h["event"] for h in on_disk["history"]] == ["link", "backup_failed", "error"]
+    assert not [p for p in path.parent.iterdir() if p.name != path.name], "no temp file left behind"
+
+
+def test_the_next_record_retries_the_write(tmp_path):
+    blocker, path = _blocked(tmp_path)
+    store = SessionStateStore(path)
+    store.record("backup", id="a")
+    blocker.unlink()
+    store.record("backup", id="b")
+    assert not store.pending
+    assert [h["details"]["id"] for h in SessionStateStore(path).load()["history"]] == ["a", "b"]
+
+
+def test_a_second_outage_is_reported_again(tmp_path):
+    blocker, path = _blocked(tmp_path)
+    heard = []
+    store = SessionStateStore(path, on_write_error=heard.append)
+    store.record("connected")
+    blocker.unlink()
+    store.record("connected")
+    path.unlink()
+    path.parent.rmdir()
+    blocker.write_text("again")
+    store.record("connected")
+    assert [e is None for e in heard] == [False, True, False]
+
+
+def test_a_broken_listener_does_not_break_the_store(tmp_path):
+    _, path = _blocked(tmp_path)
+
+    def listener(error):
+        raise RuntimeError("listener bug")
+
+    store = SessionStateStore(path, on_write_error=listener)
+    store.record("connected")
+    assert store.pending
+
+
+def test_damaged_file_on_a_failing_disk_is_not_fatal(tmp_path):
+    path = tmp_path / "s.json"
+    path.write_text("[1]")
+    os.chmod(tmp_path, 0o500)
+    try:
+        snap = SessionStateStore(path).snapshot()
+    finally:
+        os.chmod(tmp_path, 0o700)
+    assert snap["history"] == []
