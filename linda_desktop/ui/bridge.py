@@ -2,13 +2,15 @@
 turns its events into Qt signals (delivered on the GUI thread). The GUI never waits on it.
 
 Commands go the other way with ``asyncio.run_coroutine_threadsafe``; their outcome comes back as
-``commandDone(name, result)`` or ``commandFailed(name, message)``.
+``commandDone(name, result)`` or ``commandFailed(name, message)``, ``name`` being the
+:class:`~linda_desktop.base.events.Command` value (the control channel's words).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import inspect
 import logging
 import threading
 import time
@@ -18,7 +20,8 @@ from typing import Any, Callable, Protocol
 from linda_desktop.ui import qt_compat  # noqa: F401 - must load before any emit
 from PySide6.QtCore import QCoreApplication, QEventLoop, QObject, Signal, Slot
 
-from linda_desktop.base.events import BackupMade, Event, Notice, QrCode, Restored, StateChanged
+from linda_desktop.base.events import (BackupMade, Command, Event, Notice, PairingCode, QrCode, Restored,
+                                       StateChanged)
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +37,7 @@ class ServiceLike(Protocol):
 
 ServiceFactory = Callable[[Callable[[Event], None]], ServiceLike]
 
-# Command names (also what commandDone/commandFailed carry).
-BACKUP_NOW = "backup_now"
-RESTORE = "restore"
-RELINK = "relink"
-SHOW_NEW_QR = "show_new_qr"
-FINISH_VISIBLE = "finish_in_visible_browser"
+# The tray's own read of the backup list (not a control-channel command).
 LIST_BACKUPS = "list_backups"
 
 
@@ -54,6 +52,7 @@ def describe_error(exc: BaseException) -> str:
 class ServiceBridge(QObject):
     stateChanged = Signal(object)      # StateChanged
     qrChanged = Signal(str, bool)      # payload (never log it), idle
+    pairingCode = Signal(str)          # "ABCD-EFGH": type it on the phone
     backupMade = Signal(object)        # dict: id, size, seconds, reason, created_at (aware datetime)
     restored = Signal(object)          # dict: from_id, seconds, reason, at (aware datetime)
     notice = Signal(str, str)          # kind, message
@@ -180,12 +179,14 @@ class ServiceBridge(QObject):
             self.stateChanged.emit(event)
         elif isinstance(event, QrCode):
             self.qrChanged.emit(event.data, bool(event.idle))
+        elif isinstance(event, PairingCode):
+            self.pairingCode.emit(event.code)
         elif isinstance(event, BackupMade):
             self.backupMade.emit({**dataclasses.asdict(event), "created_at": now})
         elif isinstance(event, Restored):
             self.restored.emit({**dataclasses.asdict(event), "at": now})
         elif isinstance(event, Notice):
-            self.notice.emit(event.kind, event.message)
+            self.notice.emit(str(event.kind), event.message)
         else:
             log.warning("unknown event type %s", type(event).__name__)
 
@@ -204,22 +205,29 @@ class ServiceBridge(QObject):
     # ---- commands (GUI thread → service loop) ------------------------------------------------
 
     def busy(self, name: str) -> bool:
-        return self._pending.get(name, 0) > 0
+        return self._pending.get(str(name), 0) > 0
 
     def backup_now(self) -> None:
-        self._submit(BACKUP_NOW, lambda s: s.backup_now())
+        self._submit(Command.BACKUP, lambda s: s.backup_now())
 
     def restore(self, backup_id: str | None = None) -> None:
-        self._submit(RESTORE, lambda s: s.restore(backup_id))
+        self._submit(Command.RESTORE, lambda s: s.restore(backup_id))
 
     def relink(self) -> None:
-        self._submit(RELINK, lambda s: s.relink())
+        self._submit(Command.RELINK, lambda s: s.relink())
 
     def show_new_qr(self) -> None:
-        self._submit(SHOW_NEW_QR, lambda s: s.show_new_qr())
+        self._submit(Command.NEW_QR, lambda s: s.show_new_qr())
 
-    def finish_in_visible_browser(self) -> None:
-        self._submit(FINISH_VISIBLE, lambda s: s.finish_in_visible_browser())
+    def finish_link(self) -> None:
+        """Bring the browser window of the passkey step on screen again (same process, same page)."""
+        self._submit(Command.FINISH_LINK, lambda s: s.finish_link())
+
+    @Slot(str)
+    def request_pairing_code(self, phone: str) -> None:
+        """Ask WhatsApp for a pairing code for ``phone`` (digits with the country code); the code
+        arrives as ``pairingCode``, a refused number as ``commandFailed("pairing_code", why)``."""
+        self._submit(Command.PAIRING_CODE, lambda s: s.request_pairing_code(phone))
 
     def call_in_service_thread(self, fn: Callable[[], Any], timeout: float = 15.0) -> Any:
         """Run a plain function on the service's loop thread and wait for its result.
@@ -244,7 +252,8 @@ class ServiceBridge(QObject):
 
         self._submit(LIST_BACKUPS, listed, quiet=True)
 
-    def _submit(self, name: str, call: Callable[[Any], Any], *, quiet: bool = False) -> None:
+    def _submit(self, command: Command | str, call: Callable[[Any], Any], *, quiet: bool = False) -> None:
+        name = str(command)
         with self._lock:
             service, loop = self._service, self._loop
         if service is None or loop is None or not self.running or self._stop_requested:
@@ -253,7 +262,8 @@ class ServiceBridge(QObject):
             return
 
         async def invoke() -> Any:
-            return await call(service)
+            result = call(service)
+            return await result if inspect.isawaitable(result) else result
 
         try:
             future = asyncio.run_coroutine_threadsafe(invoke(), loop)

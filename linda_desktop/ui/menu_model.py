@@ -11,11 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Iterable, NamedTuple, Sequence
 
-from linda_desktop.base.events import SessionState
-
-# Reason prefix the service uses when the phone scanned the code but WhatsApp wants the owner to
-# finish on this computer (passkey step). Agreed with the service (StateChanged.reason).
-LINK_STALLED = "link_stalled"
+from linda_desktop.base.events import LinkStep, SessionState, StateChanged, StateCode
 
 # Item ids (the tray dispatches on them; tests and the StatusWindow use them too).
 STATUS = "status"
@@ -60,6 +56,44 @@ _REASON_WORDS = {
 }
 
 
+# Codes that say more than the state itself (StateChanged.code → owner words).
+_CODE_WORDS = {
+    StateCode.PASSKEY: "Almost linked — finish in the WhatsApp window",
+    StateCode.PASSKEY_NEEDS_DISPLAY: "Almost linked — the passkey step needs a screen",
+    StateCode.LINK_EXPIRED: "The link timed out — scan a new code",
+    StateCode.PAIRING_CODE: "Enter the pairing code on your phone",
+    StateCode.PHONE_REMOVED: "Logged out by your phone",
+    StateCode.LOCAL_DAMAGE: "Repairing the session from a backup…",
+    StateCode.NO_USABLE_BACKUP: "The session is damaged and no backup could restore it",
+    StateCode.ACCOUNT_LOCKED: "WhatsApp locked this account",
+    StateCode.BANNED: "WhatsApp banned this account",
+    StateCode.NETWORK_BLOCKED: "WhatsApp is blocked on this network",
+    StateCode.OUTDATED_BUILD: "Updating WhatsApp Web…",
+    StateCode.SYNCING: "Connected — loading your chats…",
+    StateCode.CONFLICT_LIMIT: "WhatsApp keeps opening in another window",
+    StateCode.LIVENESS: "Not responding — reconnecting…",
+}
+# The passkey step, stage by stage (StateChanged.details["stage"]).
+_STAGE_WORDS = {
+    LinkStep.PROMPT: "Almost linked — press Continue in the WhatsApp window",
+    LinkStep.WAITING_FOR_PHONE: "Almost linked — waiting for your phone",
+    LinkStep.CODE_MATCHING: "Almost linked — confirm the code in the WhatsApp window",
+    LinkStep.ERROR: "Almost linked — try Continue again in the WhatsApp window",
+}
+# Codes with which the QR code cannot help (linking again would loop).
+NO_QR_CODES = {StateCode.ACCOUNT_LOCKED, StateCode.BANNED, StateCode.NETWORK_BLOCKED}
+
+
+def link_stage(event: StateChanged) -> LinkStep | None:
+    """The passkey stage ``event`` reports, if it reports one (``step == "passkey"``)."""
+    if event.step != "passkey" and event.code != StateCode.PASSKEY:
+        return None
+    try:
+        return LinkStep(str(event.details.get("stage", LinkStep.PROMPT.value)))
+    except ValueError:
+        return LinkStep.PROMPT
+
+
 class BackupEntry(NamedTuple):
     id: str
     created_at: datetime
@@ -72,6 +106,8 @@ class TrayView:
 
     state: SessionState = SessionState.STARTING
     reason: str | None = None
+    code: StateCode | None = None
+    stage: LinkStep | None = None       # the passkey step's stage while it waits for the owner
     account: str | None = None
     last_backup: datetime | None = None
     backups: Sequence[BackupEntry | tuple] = ()
@@ -117,13 +153,15 @@ def humanize_reason(reason: str | None) -> str:
     return key
 
 
-def is_link_stalled(state: SessionState, reason: str | None) -> bool:
-    return state == SessionState.NEEDS_LINK and bool(reason) and str(reason).startswith(LINK_STALLED)
-
-
-def state_words(state: SessionState, reason: str | None = None) -> str:
-    """The state in plain words for the owner (tooltip, status line, StatusWindow)."""
+def state_words(state: SessionState, reason: str | None = None, code: StateCode | None = None,
+                stage: LinkStep | None = None) -> str:
+    """The state in plain words for the owner (tooltip, status line, StatusWindow): by ``code``
+    (and the passkey ``stage``) when it says more than the state, else by the state."""
     state = SessionState(state)
+    if code == StateCode.PASSKEY and stage is not None:
+        return _STAGE_WORDS[LinkStep(stage)]
+    if code is not None and StateCode(code) in _CODE_WORDS:
+        return _CODE_WORDS[StateCode(code)]
     if state == SessionState.STARTING:
         return "Starting…"
     if state == SessionState.RESTORING:
@@ -131,8 +169,6 @@ def state_words(state: SessionState, reason: str | None = None) -> str:
     if state == SessionState.CONNECTED:
         return "Connected"
     if state == SessionState.NEEDS_LINK:
-        if is_link_stalled(state, reason):
-            return "Almost linked — finish on this computer"
         return "Needs linking — scan the QR code"
     if state == SessionState.LOGGED_OUT:
         return "Logged out by your phone"
@@ -175,7 +211,7 @@ def _sort_key(moment: datetime) -> float:
 
 
 def status_label(view: TrayView) -> str:
-    words = state_words(view.state, view.reason)
+    words = state_words(view.state, view.reason, view.code, view.stage)
     if view.quitting:
         words = "Closing — saving your session…"
     elif view.restoring and view.state != SessionState.RESTORING:
@@ -221,6 +257,14 @@ def bot_api_item(view: TrayView) -> MenuItem:
     ))
 
 
+_SHOW_WINDOW_LABELS = {
+    StateCode.PASSKEY: "Finish linking…",
+    StateCode.PASSKEY_NEEDS_DISPLAY: "How to finish linking…",
+    StateCode.PAIRING_CODE: "Show the pairing code…",
+    StateCode.LINK_EXPIRED: "Scan a new code…",
+}
+
+
 def build_menu(view: TrayView, now: datetime | None = None) -> list[MenuItem]:
     """The tray menu for ``view``. Items that make no sense in a state are disabled, not hidden,
     so the menu keeps its shape and the owner can still see what exists."""
@@ -235,8 +279,8 @@ def build_menu(view: TrayView, now: datetime | None = None) -> list[MenuItem]:
         MenuItem.sep(1),
     ]
     if state in NEEDS_OWNER and not view.quitting:
-        label = "Finish linking…" if is_link_stalled(state, view.reason) else "Show the QR code…"
-        items.append(MenuItem(SHOW_WINDOW, label))
+        items.append(MenuItem(SHOW_WINDOW, _SHOW_WINDOW_LABELS.get(view.code, "Show the QR code…") if view.code
+                              else "Show the QR code…"))
 
     items.append(MenuItem(
         BACKUP_NOW, "Backing up…" if view.backing_up else "Back up now",

@@ -13,24 +13,55 @@ from typing import Callable
 from linda_desktop.ui import qt_compat  # noqa: F401 - must load before any emit
 from PySide6.QtCore import QObject, Slot
 
-from linda_desktop.base.events import SessionState, StateChanged
-from linda_desktop.ui.menu_model import NEEDS_OWNER, humanize_reason, is_link_stalled
+from linda_desktop.base.events import NoticeKind, SessionState, StateChanged, StateCode
+from linda_desktop.ui.menu_model import NEEDS_OWNER, humanize_reason
 
 INFO, WARNING, CRITICAL = "info", "warning", "critical"
 ShowFn = Callable[[str, str, str], None]
 
 # Notice kinds (or ERROR reasons) worth a message: title, level, body when the service gave none.
 NOTICE_TITLES = {
-    "backup_failed": ("Backup failed", WARNING,
-                      "Your session is still running; Linda Desktop will try again later."),
-    "browser_missing": ("No browser found", CRITICAL,
-                        "Install Google Chrome, Microsoft Edge or Chromium, then start Linda Desktop again."),
-    "keyring_unavailable": ("Backups cannot be encrypted", CRITICAL,
-                            "No system keyring is available. Open Diagnostics to see how to fix it."),
+    NoticeKind.BACKUP_FAILED.value: ("Backup failed", WARNING,
+                                     "Your session is still running; Linda Desktop will try again later."),
+    NoticeKind.BROWSER_MISSING.value: ("No browser found", CRITICAL, "Install Google Chrome, Microsoft Edge or "
+                                       "Chromium, then start Linda Desktop again."),
+    NoticeKind.KEYRING_UNAVAILABLE.value: ("Backups cannot be encrypted", CRITICAL,
+                                           "No system keyring is available. Open Diagnostics to see how to fix it."),
+    NoticeKind.STORAGE_FULL.value: ("The disk is full", WARNING,
+                                    "Your session is still running. Free some space; Linda Desktop tries again."),
+    NoticeKind.OTHER_KEY_BACKUPS.value: ("Some backups use another key", WARNING,
+                                         "They are kept, but this computer's key cannot open them."),
+    NoticeKind.SETTINGS_INVALID.value: ("A setting was not valid", WARNING,
+                                        "Linda Desktop uses the default for it. Open Diagnostics to see which."),
     "restore_failed": ("Restore failed", WARNING, "The current session was left as it was."),
     "service_failed": ("Linda Desktop stopped", CRITICAL, "Open Diagnostics to see why."),
     "api_unavailable": ("The bot API is off", WARNING, "Open Diagnostics to see why."),
     "webhook_unavailable": ("Webhooks are off", WARNING, "Open Diagnostics to see why."),
+}
+
+
+# Codes worth a message of their own, whatever the state (StateChanged.code).
+_CODE_MESSAGES = {
+    StateCode.PASSKEY: ("Finish linking in the WhatsApp window", WARNING,
+                        "Your phone scanned the code. WhatsApp opened its window on your screen: press "
+                        "Continue there and follow its steps."),
+    StateCode.PASSKEY_NEEDS_DISPLAY: ("WhatsApp asks for a passkey", WARNING,
+                                      "This account must finish linking in a browser window on a screen. "
+                                      "Open Linda Desktop to link with your phone number instead."),
+    StateCode.LINK_EXPIRED: ("Scan a new code", WARNING,
+                             "The last linking step timed out or was cancelled. Scan the new QR code to try "
+                             "again."),
+    StateCode.ACCOUNT_LOCKED: ("WhatsApp locked this account", CRITICAL,
+                               "Open WhatsApp on your phone to unlock it; linking again does not help "
+                               "until then."),
+    StateCode.BANNED: ("WhatsApp banned this account", CRITICAL,
+                       "WhatsApp no longer lets this number use linked devices. Open WhatsApp on your phone "
+                       "to see why."),
+    StateCode.NETWORK_BLOCKED: ("WhatsApp is blocked on this network", CRITICAL,
+                                "A proxy or firewall blocks WhatsApp. Try another network."),
+    StateCode.NO_USABLE_BACKUP: ("Your session is damaged", WARNING,
+                                 "No backup could bring it back. Scan the QR code to link this computer "
+                                 "again."),
 }
 
 
@@ -55,6 +86,7 @@ class Notifier(QObject):
         self._last_shown: dict[str, float] = {}
         self._state: SessionState | None = None
         self._reason: str | None = None
+        self._code: StateCode | None = None
         self.sent: list[Message] = []  # what was actually shown (tests, diagnostics)
         self.enabled = True  # False: decide and record, but show nothing (screenshots)
 
@@ -78,20 +110,19 @@ class Notifier(QObject):
 
     @Slot(object)
     def on_state(self, event: StateChanged) -> None:
-        previous, previous_reason = self._state, self._reason
-        self._state, self._reason = event.state, event.reason
-        state = event.state
-        if state == previous and (event.reason == previous_reason or state == SessionState.NEEDS_LINK
-                                  and not is_link_stalled(state, event.reason)):
-            return
+        previous, previous_reason, previous_code = self._state, self._reason, self._code
+        self._state, self._reason, self._code = event.state, event.reason, event.code
+        state, code = event.state, event.code
+        if state == previous and code == previous_code and (event.reason == previous_reason
+                                                            or state == SessionState.NEEDS_LINK):
+            return  # a new QR, a new passkey stage: the windows show it, no new balloon
         if state == SessionState.CONNECTED and previous in NEEDS_OWNER:
             self.notify(Message("linked", "Linked — WhatsApp is connected",
                                 "Linda Desktop keeps this session alive and backs it up."))
-        elif state == SessionState.NEEDS_LINK and is_link_stalled(state, event.reason):
-            self.notify(Message("link_stalled", "Finish linking on this computer",
-                                "WhatsApp asks to finish linking here. Open Linda Desktop to continue.",
-                                WARNING))
-        elif state == SessionState.NEEDS_LINK:
+        elif code in _CODE_MESSAGES:
+            title, level, body = _CODE_MESSAGES[code]
+            self.notify(Message(f"code:{code.value}", title, body, level))
+        elif state == SessionState.NEEDS_LINK and code != StateCode.PAIRING_CODE:
             self.notify(Message("needs_link", "WhatsApp needs linking",
                                 "Scan the QR code with your phone: WhatsApp → Linked devices.", WARNING))
         elif state == SessionState.LOGGED_OUT:

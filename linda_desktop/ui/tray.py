@@ -22,7 +22,7 @@ from PySide6.QtWidgets import QMenu, QMessageBox, QSystemTrayIcon, QWidget
 
 from linda_desktop import APP_NAME
 from linda_desktop.base.errors import LindaError
-from linda_desktop.base.events import SessionState, StateChanged
+from linda_desktop.base.events import Command, SessionState, StateChanged
 from linda_desktop.base.paths import AppPaths
 from linda_desktop.ui import bridge as cmd
 from linda_desktop.ui import menu_model as mm
@@ -39,12 +39,13 @@ log = logging.getLogger(__name__)
 
 ConfirmFn = Callable[[str, str, str], bool]  # (title, text, ok button label) -> accepted?
 
-_FAILED_TITLES = {
-    cmd.BACKUP_NOW: "Backup failed",
-    cmd.RESTORE: "Restore failed",
-    cmd.RELINK: "Re-link failed",
-    cmd.SHOW_NEW_QR: "Could not get a new code",
-    cmd.FINISH_VISIBLE: "Could not open a browser window",
+_FAILED_TITLES = {  # by Command value: commandFailed carries plain str
+    Command.BACKUP.value: "Backup failed",
+    Command.RESTORE.value: "Restore failed",
+    Command.RELINK.value: "Re-link failed",
+    Command.NEW_QR.value: "Could not get a new code",
+    Command.FINISH_LINK.value: "Could not show the WhatsApp window",
+    Command.PAIRING_CODE.value: "Could not get a pairing code",
 }
 
 
@@ -177,7 +178,9 @@ class TrayController(QObject):
             bot_api.subscribe(self._api_changed_elsewhere)
             bridge.started.connect(self._attach_api)
         self.qr_window.showNewQrRequested.connect(bridge.show_new_qr)
-        self.qr_window.finishInBrowserRequested.connect(bridge.finish_in_visible_browser)
+        self.qr_window.finishLinkRequested.connect(bridge.finish_link)
+        self.qr_window.pairingCodeRequested.connect(bridge.request_pairing_code)
+        bridge.pairingCode.connect(self._on_pairing_code)
 
         hints = QGuiApplication.styleHints()
         if hasattr(hints, "colorSchemeChanged"):
@@ -262,7 +265,8 @@ class TrayController(QObject):
         account = None if event.state in mm.NEEDS_OWNER else (event.account or self.view.account)
         self.qr_window.set_state(event)
         self.notifier.on_state(event)
-        self._update(state=event.state, reason=event.reason, account=account)
+        self._update(state=event.state, reason=event.reason, code=event.code, stage=mm.link_stage(event),
+                     account=account)
         if event.state in mm.NEEDS_OWNER and previous not in mm.NEEDS_OWNER and self.auto_show_link_window \
                 and not self._quitting:
             self.qr_window.bring_forward()
@@ -272,6 +276,12 @@ class TrayController(QObject):
     @Slot(str, bool)
     def _on_qr(self, payload: str, idle: bool) -> None:
         self.qr_window.set_qr(payload, idle)
+
+    @Slot(str)
+    def _on_pairing_code(self, code: str) -> None:
+        self.qr_window.set_pairing_code(code)
+        if not self._quitting:
+            self.qr_window.bring_forward()
 
     @Slot(object)
     def _on_backup(self, info: dict) -> None:
@@ -285,14 +295,14 @@ class TrayController(QObject):
 
     @Slot()
     def _on_busy(self) -> None:
-        self._update(backing_up=self.bridge.busy(cmd.BACKUP_NOW), restoring=self.bridge.busy(cmd.RESTORE),
-                     relinking=self.bridge.busy(cmd.RELINK))
+        self._update(backing_up=self.bridge.busy(Command.BACKUP), restoring=self.bridge.busy(Command.RESTORE),
+                     relinking=self.bridge.busy(Command.RELINK))
 
     @Slot(str, object)
     def _on_command_done(self, name: str, result: object) -> None:
         if name == cmd.LIST_BACKUPS and isinstance(result, (list, tuple)):
             self.set_backups(result)
-        elif name == cmd.BACKUP_NOW:
+        elif name == Command.BACKUP:
             self.notifier.notify(Message(f"backup_done:{datetime.now().timestamp()}", "Backup saved",
                                          "Your WhatsApp session is backed up (encrypted)."))
 
@@ -306,8 +316,11 @@ class TrayController(QObject):
     def _on_command_failed(self, name: str, message: str) -> None:
         if name == cmd.LIST_BACKUPS:
             return
-        if name == cmd.FINISH_VISIBLE:
+        if name == Command.FINISH_LINK:
             self.qr_window.finish_failed(message)
+        elif name == Command.PAIRING_CODE:
+            self.qr_window.pairing_failed(message)  # said in the window, next to the number
+            return
         title = _FAILED_TITLES.get(name, "Something went wrong")
         self.notifier.notify(Message(f"failed:{name}:{message}", title, message, WARNING))
 
@@ -505,7 +518,7 @@ class TrayController(QObject):
 
     def _diagnostics_source(self) -> ReportSource:
         ui = {
-            "state": mm.state_words(self.view.state, self.view.reason),
+            "state": mm.state_words(self.view.state, self.view.reason, self.view.code, self.view.stage),
             "account": self.view.account,
             "last backup": mm.format_when(self.view.last_backup) if self.view.last_backup else "none yet",
             "backups": len(self.view.backups),

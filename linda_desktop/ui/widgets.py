@@ -128,6 +128,9 @@ class Spinner(QWidget):
         painter.end()
 
 
+TODO, CURRENT, DONE = "todo", "current", "done"
+
+
 class StepRow(QWidget):
     """"(1) Open WhatsApp on your phone" with a round number badge."""
 
@@ -136,17 +139,36 @@ class StepRow(QWidget):
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(12)
-        badge = QLabel(str(number))
-        badge.setObjectName("stepNumber")
-        badge.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        badge.setFixedSize(26, 26)
-        badge.setStyleSheet(f"QLabel#stepNumber {{ background: {ACCENT}; color: white; border-radius: 13px;"
-                            " font-weight: bold; }")
+        self.number = number
+        self.badge = QLabel(str(number))
+        self.badge.setObjectName("stepNumber")
+        self.badge.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.badge.setFixedSize(26, 26)
         self.text = QLabel(html)
         self.text.setTextFormat(Qt.TextFormat.RichText)
         self.text.setWordWrap(True)
-        layout.addWidget(badge, 0, Qt.AlignmentFlag.AlignTop)
+        layout.addWidget(self.badge, 0, Qt.AlignmentFlag.AlignTop)
         layout.addWidget(self.text, 1)
+        self.progress = ""
+        self.set_progress(CURRENT)
+
+    def set_progress(self, progress: str) -> None:
+        """``done`` (a check mark), ``current`` (green, bold text) or ``todo`` (grey)."""
+        self.progress = progress
+        colour = "#9aa3ab" if progress == TODO else ACCENT
+        self.badge.setText("✓" if progress == DONE else str(self.number))
+        self.badge.setStyleSheet(f"QLabel#stepNumber {{ background: {colour}; color: white; border-radius: 13px;"
+                                 " font-weight: bold; }")
+        font = self.text.font()
+        font.setBold(progress == CURRENT and self._highlight)
+        self.text.setFont(font)
+        self.text.setEnabled(progress != TODO)
+
+    _highlight = False  # True: the current step's words are bold (a list the owner walks through)
+
+    def highlight_current(self) -> None:
+        self._highlight = True
+        self.set_progress(self.progress)
 
 
 PRIMARY_STYLE = (

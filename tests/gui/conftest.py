@@ -78,9 +78,18 @@ class ThreadingProbeService:
     async def show_new_qr(self) -> None:
         self._record("show_new_qr")
 
-    async def finish_in_visible_browser(self) -> None:
-        self._record("finish_in_visible_browser")
-        raise RuntimeError("no display for a visible browser")
+    async def finish_link(self) -> None:
+        self._record("finish_link")
+        raise RuntimeError("the WhatsApp window is gone")
+
+    async def request_pairing_code(self, phone: str) -> dict[str, Any]:
+        self._record("pairing_code", phone)
+        if phone.startswith("999"):
+            from linda_desktop.base.errors import LindaError
+            raise LindaError("WhatsApp refused this number", "check the country code")
+        from linda_desktop.base.events import PairingCode
+        self.on_event(PairingCode("K7QM-2XWP", phone=phone))
+        return {"code": "K7QM-2XWP"}
 
     def list_backups(self) -> list[dict[str, Any]]:
         self._record("list_backups")

@@ -8,7 +8,8 @@ import time
 import pytest
 from PySide6.QtCore import QTimer
 
-from linda_desktop.base.events import BackupMade, Notice, QrCode, Restored, SessionState, StateChanged
+from linda_desktop.base.events import (BackupMade, Command, Notice, NoticeKind, PairingCode, QrCode, Restored,
+                                       SessionState, StateChanged)
 from linda_desktop.ui import bridge as cmd
 from linda_desktop.ui.bridge import ServiceBridge
 
@@ -33,7 +34,8 @@ def test_events_arrive_on_the_gui_thread_as_signals(qtbot, probe_factory, starte
         StateChanged(SessionState.CONNECTED, account="+31 6 1234 5678"),
         BackupMade(id="b1", size=1234, seconds=0.5, reason="after_link"),
         Restored(from_id="b0", seconds=1.5, reason="profile_invalid"),
-        Notice("backup_failed", "Backup failed: disk full"),
+        Notice(NoticeKind.BACKUP_FAILED, "Backup failed: disk full"),
+        PairingCode("K7QM-2XWP", phone="31612345678"),
     ]))
     started_bridges.append(bridge)
     here = lambda: threading.current_thread().name  # noqa: E731
@@ -42,13 +44,14 @@ def test_events_arrive_on_the_gui_thread_as_signals(qtbot, probe_factory, starte
     bridge.backupMade.connect(lambda info: received.append(("backup", info, here())))
     bridge.restored.connect(lambda info: received.append(("restored", info, here())))
     bridge.notice.connect(lambda kind, msg: received.append(("notice", (kind, msg), here())))
+    bridge.pairingCode.connect(lambda code: received.append(("pairing_code", code, here())))
     bridge.start()
-    qtbot.waitUntil(lambda: len(received) == 8, timeout=5000)
+    qtbot.waitUntil(lambda: len(received) == 9, timeout=5000)
 
     assert {thread for _, _, thread in received} == {threading.main_thread().name}
     assert probe_factory.service.run_thread == "linda-service"
     kinds = [kind for kind, _, _ in received]
-    assert kinds == ["state", "state", "qr", "qr", "state", "backup", "restored", "notice"]
+    assert kinds == ["state", "state", "qr", "qr", "state", "backup", "restored", "notice", "pairing_code"]
     assert received[1][1] == StateChanged(SessionState.NEEDS_LINK)
     assert received[2][1] == ("2@payload-one", False) and received[3][1] == ("2@payload-one", True)
     assert received[4][1].account == "+31 6 1234 5678"
@@ -57,6 +60,8 @@ def test_events_arrive_on_the_gui_thread_as_signals(qtbot, probe_factory, starte
     assert backup["created_at"].tzinfo is not None
     assert received[6][1]["from_id"] == "b0"
     assert received[7][1] == ("backup_failed", "Backup failed: disk full")
+    assert type(received[7][1][0]) is str  # the kind crosses as the plain word
+    assert received[8][1] == "K7QM-2XWP"
 
 
 def test_events_emitted_later_from_the_service_loop(qtbot, probe_factory, started_bridges):
@@ -70,14 +75,18 @@ def test_commands_run_on_the_service_loop_and_report_back(qtbot, probe_factory, 
     bridge = make_bridge(qtbot, probe_factory, started_bridges)
     with qtbot.waitSignal(bridge.commandDone, timeout=3000) as done:
         bridge.restore("b-good")
-    assert done.args == [cmd.RESTORE, {"id": "b-good"}]
+    assert done.args == [Command.RESTORE, {"id": "b-good"}]
     with qtbot.waitSignal(bridge.commandDone, timeout=3000) as done:
         bridge.relink()
-    assert done.args == [cmd.RELINK, None]
+    assert done.args == [Command.RELINK, None]
     with qtbot.waitSignal(bridge.commandDone, timeout=3000):
         bridge.show_new_qr()
     assert [(name, arg) for name, arg, _ in probe_factory.service.calls] == [
         ("restore", "b-good"), ("relink", None), ("show_new_qr", None)]
+    with qtbot.waitSignal(bridge.pairingCode, timeout=3000) as code:
+        bridge.request_pairing_code("31612345678")
+    assert code.args == ["K7QM-2XWP"]
+    assert probe_factory.service.calls[-1][:2] == ("pairing_code", "31612345678")
     assert {thread for _, _, thread in probe_factory.service.calls} == {"linda-service"}
 
 
@@ -85,10 +94,13 @@ def test_a_failing_command_becomes_command_failed_with_the_owner_message(qtbot, 
     bridge = make_bridge(qtbot, probe_factory, started_bridges)
     with qtbot.waitSignal(bridge.commandFailed, timeout=3000) as failed:
         bridge.restore("missing")
-    assert failed.args == [cmd.RESTORE, "No backup called missing — pick one from the list"]
+    assert failed.args == [Command.RESTORE, "No backup called missing — pick one from the list"]
     with qtbot.waitSignal(bridge.commandFailed, timeout=3000) as failed:
-        bridge.finish_in_visible_browser()
-    assert failed.args == [cmd.FINISH_VISIBLE, "no display for a visible browser"]
+        bridge.finish_link()
+    assert failed.args == [Command.FINISH_LINK, "the WhatsApp window is gone"]
+    with qtbot.waitSignal(bridge.commandFailed, timeout=3000) as failed:
+        bridge.request_pairing_code("99912345678")
+    assert failed.args == ["pairing_code", "WhatsApp refused this number — check the country code"]
 
 
 def test_a_long_command_never_blocks_the_gui_and_marks_busy(qtbot, probe_factory, started_bridges):
@@ -96,7 +108,7 @@ def test_a_long_command_never_blocks_the_gui_and_marks_busy(qtbot, probe_factory
     started = time.monotonic()
     bridge.backup_now()  # the service waits on its gate: the call must return at once
     assert time.monotonic() - started < 0.2
-    assert bridge.busy(cmd.BACKUP_NOW)
+    assert bridge.busy(Command.BACKUP)
     ticks = []
     timer = QTimer()
     timer.timeout.connect(lambda: ticks.append(1))
@@ -106,8 +118,8 @@ def test_a_long_command_never_blocks_the_gui_and_marks_busy(qtbot, probe_factory
     with qtbot.waitSignal(bridge.commandDone, timeout=3000) as done:
         probe_factory.service.gate.set()
     timer.stop()
-    assert done.args == [cmd.BACKUP_NOW, {"id": "b-new", "size": 10}]
-    assert not bridge.busy(cmd.BACKUP_NOW)
+    assert done.args == [Command.BACKUP, {"id": "b-new", "size": 10}]
+    assert not bridge.busy(Command.BACKUP)
 
 
 def test_list_backups_answers_with_the_service_list(qtbot, probe_factory, started_bridges):
@@ -122,7 +134,7 @@ def test_commands_before_start_fail_without_blocking(qtbot, probe_factory):
     bridge = ServiceBridge(probe_factory)
     with qtbot.waitSignal(bridge.commandFailed, timeout=1000) as failed:
         bridge.backup_now()
-    assert failed.args[0] == cmd.BACKUP_NOW and "not running" in failed.args[1]
+    assert failed.args[0] == Command.BACKUP and "not running" in failed.args[1]
 
 
 def test_shutdown_waits_for_a_clean_stop_while_the_gui_keeps_running(qtbot, probe_factory, started_bridges):

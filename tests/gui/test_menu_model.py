@@ -8,6 +8,7 @@ import pytest
 
 from linda_desktop.base.events import SessionState
 from linda_desktop.ui import menu_model as mm
+from linda_desktop.base.events import LinkStep, StateChanged, StateCode
 from linda_desktop.ui.menu_model import BackupEntry, TrayView, build_menu, find_item, state_words
 
 NOW = datetime(2026, 3, 12, 15, 30, tzinfo=timezone.utc).astimezone()
@@ -139,13 +140,77 @@ def test_autostart_item():
     assert not missing.enabled and not missing.checked
 
 
-def test_link_stalled_changes_words_and_window_item():
-    view = TrayView(state=SessionState.NEEDS_LINK, reason="link_stalled: the phone scanned the code")
+def passkey(stage: LinkStep, **details: str) -> StateChanged:
+    return StateChanged(SessionState.NEEDS_LINK, code=StateCode.PASSKEY, step="passkey",
+                        details={"stage": stage.value, **details})
+
+
+@pytest.mark.parametrize("stage, words", [
+    (LinkStep.PROMPT, "Almost linked — press Continue in the WhatsApp window"),
+    (LinkStep.WAITING_FOR_PHONE, "Almost linked — waiting for your phone"),
+    (LinkStep.CODE_MATCHING, "Almost linked — confirm the code in the WhatsApp window"),
+    (LinkStep.ERROR, "Almost linked — try Continue again in the WhatsApp window"),
+])
+def test_the_passkey_step_is_named_stage_by_stage(stage, words):
+    event = passkey(stage, code="ABCD-EFGH")
+    assert mm.link_stage(event) == stage
+    view = TrayView(state=SessionState.NEEDS_LINK, code=event.code, stage=mm.link_stage(event))
     items = build_menu(view, NOW)
     assert item(items, mm.SHOW_WINDOW).label == "Finish linking…"
-    assert item(items, mm.STATUS).label == "Almost linked — finish on this computer"
-    plain = build_menu(TrayView(state=SessionState.NEEDS_LINK), NOW)
-    assert item(plain, mm.SHOW_WINDOW).label == "Show the QR code…"
+    assert item(items, mm.STATUS).label == words
+
+
+def test_a_stage_the_ui_does_not_know_reads_as_the_prompt():
+    unknown = StateChanged(SessionState.NEEDS_LINK, code=StateCode.PASSKEY, step="passkey",
+                           details={"stage": "shortcake_new_card"})
+    assert mm.link_stage(unknown) == LinkStep.PROMPT
+    assert mm.link_stage(StateChanged(SessionState.NEEDS_LINK)) is None
+    assert mm.link_stage(StateChanged(SessionState.NEEDS_LINK, code=StateCode.PASSKEY)) == LinkStep.PROMPT
+
+
+@pytest.mark.parametrize("code, window_item", [
+    (None, "Show the QR code…"),
+    (StateCode.FIRST_LINK, "Show the QR code…"),
+    (StateCode.PASSKEY_NEEDS_DISPLAY, "How to finish linking…"),
+    (StateCode.PAIRING_CODE, "Show the pairing code…"),
+    (StateCode.LINK_EXPIRED, "Scan a new code…"),
+])
+def test_the_window_item_says_what_the_window_shows(code, window_item):
+    assert item(build_menu(TrayView(state=SessionState.NEEDS_LINK, code=code), NOW), mm.SHOW_WINDOW).label \
+        == window_item
+
+
+@pytest.mark.parametrize("state, code, words", [
+    (SessionState.NEEDS_LINK, StateCode.FIRST_LINK, "Needs linking — scan the QR code"),
+    (SessionState.NEEDS_LINK, StateCode.RELINK, "Needs linking — scan the QR code"),
+    (SessionState.NEEDS_LINK, StateCode.PASSKEY, "Almost linked — finish in the WhatsApp window"),
+    (SessionState.NEEDS_LINK, StateCode.PASSKEY_NEEDS_DISPLAY, "Almost linked — the passkey step needs a screen"),
+    (SessionState.NEEDS_LINK, StateCode.LINK_EXPIRED, "The link timed out — scan a new code"),
+    (SessionState.NEEDS_LINK, StateCode.PAIRING_CODE, "Enter the pairing code on your phone"),
+    (SessionState.LOGGED_OUT, StateCode.PHONE_REMOVED, "Logged out by your phone"),
+    (SessionState.RESTORING, StateCode.LOCAL_DAMAGE, "Repairing the session from a backup…"),
+    (SessionState.NEEDS_LINK, StateCode.NO_USABLE_BACKUP, "The session is damaged and no backup could restore it"),
+    (SessionState.LOGGED_OUT, StateCode.ACCOUNT_LOCKED, "WhatsApp locked this account"),
+    (SessionState.ERROR, StateCode.BANNED, "WhatsApp banned this account"),
+    (SessionState.ERROR, StateCode.NETWORK_BLOCKED, "WhatsApp is blocked on this network"),
+    (SessionState.STARTING, StateCode.OUTDATED_BUILD, "Updating WhatsApp Web…"),
+    (SessionState.CONNECTED, StateCode.SYNCING, "Connected — loading your chats…"),
+    (SessionState.CONFLICT, StateCode.CONFLICT_LIMIT, "WhatsApp keeps opening in another window"),
+    (SessionState.OFFLINE, StateCode.LIVENESS, "Not responding — reconnecting…"),
+    (SessionState.ERROR, StateCode.BROWSER, "Problem: no browser found"),
+    (SessionState.ERROR, StateCode.KEYRING, "Problem: the system keyring is not available"),
+    (SessionState.ERROR, StateCode.STORAGE, "Problem: the disk is full or not writable"),
+])
+def test_state_words_for_every_code(state, code, words):
+    reasons = {StateCode.BROWSER: "browser_missing", StateCode.KEYRING: "keyring_unavailable",
+               StateCode.STORAGE: "storage_error"}
+    assert state_words(state, reasons.get(code), code) == words
+
+
+def test_every_state_code_has_words():
+    for code in StateCode:
+        words = state_words(SessionState.NEEDS_LINK, "browser_missing", code)
+        assert words and "_" not in words, code
 
 
 @pytest.mark.parametrize("state, reason, words", [

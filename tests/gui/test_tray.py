@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from PySide6.QtGui import QDesktopServices, QGuiApplication
 
-from linda_desktop.base.events import BackupMade, Notice, QrCode, Restored, SessionState, StateChanged
+from linda_desktop.base.events import (BackupMade, LinkStep, Notice, PairingCode, QrCode, Restored, SessionState,
+                                       StateChanged, StateCode)
 from linda_desktop.system.autostart import XdgAutostart
 from linda_desktop.ui import menu_model as mm
 from linda_desktop.ui import qr_window as qw
@@ -87,7 +88,7 @@ def emit(qtbot, controller, service, event, signal=None):
     controller's slots are connected first, so they have run by then.)"""
     bridge = controller.bridge
     signal = {StateChanged: bridge.stateChanged, QrCode: bridge.qrChanged, BackupMade: bridge.backupMade,
-              Restored: bridge.restored, Notice: bridge.notice}[type(event)]
+              Restored: bridge.restored, Notice: bridge.notice, PairingCode: bridge.pairingCode}[type(event)]
     with qtbot.waitSignal(signal, timeout=3000):
         service.emit_from_loop(event)
 
@@ -147,7 +148,7 @@ def test_back_up_now_shows_progress_then_says_saved(qtbot, setup):
     qtbot.waitUntil(lambda: controller.view.backing_up, timeout=2000)
     actions = open_menu(qtbot, controller)
     assert actions[mm.BACKUP_NOW].text() == "Backing up…" and not actions[mm.BACKUP_NOW].isEnabled()
-    with qtbot.waitSignal(bridge.commandDone, timeout=3000, check_params_cb=named("backup_now")):
+    with qtbot.waitSignal(bridge.commandDone, timeout=3000, check_params_cb=named("backup")):
         service.gate.set()
     assert not controller.view.backing_up
     assert controller.notifier.sent[-1].title == "Backup saved"
@@ -180,16 +181,18 @@ def test_linking_flow_opens_the_window_and_closes_it_when_connected(qtbot, setup
     assert controller.qr_window.mode == qw.QR
     emit(qtbot, controller, service, QrCode(sample_payload(4), idle=True), bridge.qrChanged)
     assert controller.qr_window.mode == qw.EXPIRED
-    with qtbot.waitSignal(bridge.commandDone, timeout=3000, check_params_cb=named("show_new_qr")):
+    with qtbot.waitSignal(bridge.commandDone, timeout=3000, check_params_cb=named("new_qr")):
         controller.qr_window.new_code_button.click()
     assert "show_new_qr" in [c[0] for c in service.calls]
-    emit(qtbot, controller, service, StateChanged(SessionState.NEEDS_LINK, reason="link_stalled: passkey"))
-    assert controller.qr_window.mode == qw.STALLED
-    with qtbot.waitSignal(bridge.commandFailed, timeout=3000,
-                          check_params_cb=named("finish_in_visible_browser")):
-        controller.qr_window.finish_button.click()
-    assert controller.qr_window.finish_button.isEnabled()  # re-armed after the failure
-    assert controller.notifier.sent[-1].title == "Could not open a browser window"
+    emit(qtbot, controller, service, StateChanged(SessionState.NEEDS_LINK, code=StateCode.PASSKEY, step="passkey",
+                                                  details={"stage": "prompt"}))
+    assert controller.qr_window.mode == qw.PASSKEY and controller.qr_window.stage == LinkStep.PROMPT
+    assert controller.view.code == StateCode.PASSKEY and controller.view.stage == LinkStep.PROMPT
+    assert open_menu(qtbot, controller)[mm.STATUS].text() == "Almost linked — press Continue in the WhatsApp window"
+    with qtbot.waitSignal(bridge.commandFailed, timeout=3000, check_params_cb=named("finish_link")):
+        controller.qr_window.show_browser_button.click()
+    assert controller.qr_window.show_browser_button.isEnabled()  # re-armed after the failure
+    assert controller.notifier.sent[-1].title == "Could not show the WhatsApp window"
     emit(qtbot, controller, service, StateChanged(SessionState.CONNECTED, account="+31 6 1234 5678"))
     assert not controller.qr_window.isVisible()
     assert "Linked — WhatsApp is connected" in [m.title for m in controller.notifier.sent]
@@ -316,3 +319,32 @@ def test_the_payload_never_reaches_the_log(qtbot, setup, caplog):
     emit(qtbot, controller, service, QrCode(payload, idle=True), bridge.qrChanged)
     assert controller.qr_window.payload == payload
     assert payload not in caplog.text
+
+
+def test_link_with_phone_number_asks_the_service_and_shows_its_code(qtbot, setup):
+    controller, bridge, service = setup()
+    emit(qtbot, controller, service, StateChanged(SessionState.NEEDS_LINK, code=StateCode.FIRST_LINK))
+    emit(qtbot, controller, service, QrCode(sample_payload(4)))
+    window = controller.qr_window
+    window.switch_button.click()
+    assert window.mode == qw.PHONE
+    window.phone_edit.setText("+31 6 1234 5678")
+    with qtbot.waitSignal(bridge.pairingCode, timeout=3000):
+        window.get_code_button.click()
+    assert ("pairing_code", "31612345678") in [(c[0], c[1]) for c in service.calls]
+    assert window.mode == qw.PAIRING and window.pairing_code_label.text() == "K7QM-2XWP"
+    emit(qtbot, controller, service, QrCode(sample_payload(5)))  # a rotation behind it changes nothing
+    assert window.mode == qw.PAIRING
+
+
+def test_a_number_the_service_refuses_is_said_next_to_the_field(qtbot, setup):
+    controller, bridge, service = setup()
+    emit(qtbot, controller, service, StateChanged(SessionState.NEEDS_LINK, code=StateCode.FIRST_LINK))
+    window = controller.qr_window
+    window.switch_button.click()
+    window.phone_edit.setText("999 1234 5678")
+    with qtbot.waitSignal(bridge.commandFailed, timeout=3000, check_params_cb=named("pairing_code")):
+        window.get_code_button.click()
+    assert window.mode == qw.PHONE and window.phone_error.isVisible()
+    assert window.phone_error.text() == "WhatsApp refused this number — check the country code"
+    assert "Could not get a pairing code" not in [m.title for m in controller.notifier.sent]  # said once, there

@@ -126,7 +126,7 @@ def test_link_back_up_restore_relink_and_quit_with_the_real_service(qtbot, tray,
     # 3. Back up now (the QAction the menu model built) → a real encrypted file, listed in Restore ▸.
     actions = open_menu(qtbot, controller)
     assert actions[mm.BACKUP_NOW].isEnabled()
-    with qtbot.waitSignal(bridge.commandDone, timeout=30 * SECOND, check_params_cb=named("backup_now")) as got:
+    with qtbot.waitSignal(bridge.commandDone, timeout=30 * SECOND, check_params_cb=named("backup")) as got:
         actions[mm.BACKUP_NOW].trigger()
     backup_id = got.args[1]["id"]
     backup_file = paths.backups / f"{backup_id}{SUFFIX}"
