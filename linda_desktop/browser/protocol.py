@@ -10,7 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
+from linda_desktop.base.errors import LindaError
 from linda_desktop.base.events import PageSnapshot
+
+
+class PairingCodeFailed(LindaError):
+    """No pairing code: a number that is no phone number, or the page gave none (message + fix)."""
 
 
 class Page(Protocol):
@@ -39,7 +44,7 @@ class Page(Protocol):
         """Close the browser cleanly so storage is flushed (kill it when it does not close)."""
 
     async def snapshot(self) -> PageSnapshot:
-        """Read the page now."""
+        """Read the page now (one round trip)."""
 
     async def wait_for_change(self, previous: PageSnapshot | None, timeout: float) -> PageSnapshot:
         """Return as soon as the page's reading differs from ``previous``, or after ``timeout``
@@ -54,6 +59,9 @@ class Page(Protocol):
     async def refresh_qr(self) -> bool:
         """QR list ran out: ask for new codes (``Cmd.refreshQR()``, a click as the fallback)."""
 
+    async def wait_until_settled(self, timeout: float) -> PageSnapshot:
+        """Wait while the page is LOADING, RESUMING or UNKNOWN; the first other reading."""
+
     async def flush_storage(self) -> None:
         """Make sure localStorage is on disk (right after a link, before the first backup)."""
 
@@ -64,7 +72,9 @@ class Page(Protocol):
         """Move the window out of sight again."""
 
     async def request_pairing_code(self, phone: str) -> str:
-        """Ask WhatsApp for an 8-character pairing code for ``phone`` (digits, with country code)."""
+        """Ask WhatsApp for an 8-character pairing code for ``phone`` (with country code; spaces,
+        ``+`` and dashes are fine) -> ``"ABCD-EFGH"``. Raises PairingCodeFailed. While the code is
+        shown, snapshots say ``PAIRING_CODE`` with ``pairing_code``."""
 
 
 class PageFactory(Protocol):

@@ -1,10 +1,17 @@
-"""WhatsAppPage: one headless (or, for the passkey step, visible) Chromium on the app's
-profile, showing WhatsApp Web, read as a ``PageSnapshot``.
+"""WhatsAppPage: one Chromium on the app's profile showing WhatsApp Web, read as ``PageSnapshot``s.
 
-How the page is read: one small script (``PROBE_JS``) runs in the page and reports which
-markers of resources/selectors.json are present; ``classify`` turns that into a state. The
-page's internal state (``window.require('WAWebSocketModel').Socket.state``) wins when the page
-exposes it; the DOM markers are the portable fallback; nothing matched -> ``UNKNOWN``.
+How the page is read (issues 10 and 13): an init script (js/watch.js, see browser/watch.py)
+runs in every page. It waits for WhatsApp to boot before touching its modules, then listens
+to ``Socket`` / ``Stream`` / ``Conn``; a MutationObserver covers the DOM fallback (never the chat
+list or an open chat). Each change is PUSHED through one binding; ``classify`` turns a reading
+into a snapshot (internal state first, DOM markers of resources/selectors.json as the fallback).
+Nothing walks the DOM on a timer: a safety-net read every ``safety_net_seconds`` (>= 30 s) only
+checks that the page still answers. The in-page logout reason is captured before WhatsApp's
+reload and reported with the URL code in ``PageSnapshot.logout``.
+
+Three ways to run: headless (the default), a real window kept out of sight
+(``hidden_window=True``, for linking on a desktop: ``show_window`` brings that same window on
+screen for the passkey step), or a plain visible window (``headless=False``).
 
 Storage flush (measured with SIGKILL trials on Chromium 156): IndexedDB reaches the disk at
 once; localStorage only ~5 s later, or as soon as no page of the origin is open any more
@@ -12,7 +19,7 @@ once; localStorage only ~5 s later, or as soon as no page of the origin is open 
 opens a blank tab, closes the WhatsApp tab, and opens WhatsApp again in the new tab; a clean
 ``close`` flushes everything too. Navigating the same tab to about:blank does NOT flush.
 
-QR payloads are never logged.
+QR payloads and pairing codes are never logged.
 """
 
 from __future__ import annotations
@@ -22,17 +29,26 @@ import logging
 import os
 import re
 import signal
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
-from urllib.parse import parse_qs, urlsplit
+from typing import Any
+from urllib.parse import urlsplit
 
-from playwright.async_api import BrowserContext, Error as PlaywrightError, Page, Playwright, async_playwright
+from playwright.async_api import BrowserContext, Page, Playwright
+from playwright.async_api import Error as PlaywrightError
 
-from linda_desktop.browser.discovery import browser_version as read_browser_version
-from linda_desktop.browser.discovery import platform_key
-from linda_desktop.browser.selectors import Selectors, default_selectors
 from linda_desktop.base.errors import BrowserLaunchFailed, ProfileInUse
 from linda_desktop.base.events import PageSnapshot, PageState
+from linda_desktop.browser import driver, watch
+from linda_desktop.browser.classify import classify, differs, format_code, logout_info
+from linda_desktop.browser.discovery import browser_version as read_browser_version
+from linda_desktop.browser.discovery import platform_key
+from linda_desktop.browser.protocol import PairingCodeFailed
+from linda_desktop.browser.selectors import Action, Selectors, default_selectors
+from linda_desktop.browser.tabs import forget_open_tabs
+from linda_desktop.browser.window import LAUNCH_ARGS as HIDDEN_WINDOW_ARGS
+from linda_desktop.browser.window import Window
+from linda_desktop.system.processes import main_browser_pid
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +59,16 @@ LAUNCH_ARGS = (
     "--no-default-browser-check",
     "--disable-search-engine-choice-screen",
 )
-POLL_SECONDS = 0.15
 NAV_TIMEOUT_MS = 60_000
+SAFETY_NET_SECONDS = 30.0
+READ_TIMEOUT_SECONDS = 10.0
 _PLATFORM_TOKENS = {"windows": "Windows NT 10.0; Win64; x64",
                     "macos": "Macintosh; Intel Mac OS X 10_15_7",
                     "linux": "X11; Linux x86_64"}
 _UA_CACHE: dict[str, str] = {}
 _IN_USE = ("ProcessSingleton", "profile appears to be in use", "SingletonLock",
            "user data directory is already in use")
+_PHONE = re.compile(r"^\d{7,15}$")
 
 
 def desktop_user_agent(version: str, system: str | None = None) -> str:
@@ -66,121 +84,18 @@ def fix_user_agent(user_agent: str) -> str:
     return user_agent.replace("HeadlessChrome", "Chrome")
 
 
-# --------------------------------------------------------------------------- page probe
-PROBE_JS = r"""
-(cfg) => {
-  const vis = (el) => !!el && (el.checkVisibility ? el.checkVisibility() : el.getClientRects().length > 0);
-  const all = (sel) => { try { return Array.from(document.querySelectorAll(sel)); } catch (e) { return []; } };
-  const anyVisible = (sels) => sels.some((s) => all(s).some(vis));
-  const anyExists = (sels) => sels.some((s) => all(s).length > 0);
-  let exclude = cfg.textExclude.join(',');
-  try { if (exclude) document.querySelector(exclude); } catch (e) { exclude = ''; }
-  const parts = [];
-  if (document.body) {
-    const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_ELEMENT | NodeFilter.SHOW_TEXT, {
-      acceptNode(node) {
-        if (node.nodeType === 1) {
-          const tag = node.tagName;
-          if (tag === 'SCRIPT' || tag === 'STYLE' || tag === 'NOSCRIPT' || tag === 'TEMPLATE') return NodeFilter.FILTER_REJECT;
-          if (exclude && node.matches(exclude)) return NodeFilter.FILTER_REJECT;
-          return NodeFilter.FILTER_SKIP;
-        }
-        return NodeFilter.FILTER_ACCEPT;
-      }});
-    let count = 0;
-    while (walker.nextNode() && count++ < 5000) {
-      const node = walker.currentNode;
-      const value = (node.nodeValue || '').trim();
-      if (value && vis(node.parentElement)) parts.push(value);
-    }
-  }
-  const text = parts.join('\n');
-  const matches = {};
-  for (const [name, spec] of Object.entries(cfg.states)) {
-    const hit = anyVisible(spec.selectors) || spec.texts.some((t) => text.includes(t));
-    matches[name] = hit && !anyExists(spec.unless);
-  }
-  let qr = null;
-  for (const sel of cfg.qr.container) {
-    const el = all(sel)[0];
-    if (el) { qr = el.getAttribute(cfg.qr.attribute); break; }
-  }
-  let progress = null;
-  for (const sel of cfg.progress) {
-    const el = all(sel).find(vis);
-    if (el && el.max > 0) { progress = Math.round((el.value / el.max) * 100); break; }
-  }
-  if (progress === null && cfg.progressPattern) {
-    const m = text.match(new RegExp(cfg.progressPattern));
-    if (m && matches.loading) progress = parseInt(m[1], 10);
-  }
-  let account = null;
-  try {
-    for (const key of cfg.accountKeys) { const v = localStorage.getItem(key); if (v) { account = v; break; } }
-  } catch (e) { /* opaque origin */ }
-  let internal = null;
-  try {
-    const req = window[cfg.internal.require];
-    if (typeof req === 'function') {
-      const s = cfg.internal.socket;
-      const sock = req(s.module)[s.object];
-      internal = {state: String(sock[s.state]), synced: !!sock[s.synced], ref: null, stream: null};
-      try { const c = cfg.internal.conn; const v = req(c.module)[c.object][c.ref]; internal.ref = v == null ? null : String(v); } catch (e) {}
-      try { const st = cfg.internal.stream; const v = req(st.module)[st.object][st.field]; internal.stream = v == null ? null : String(v); } catch (e) {}
-    }
-  } catch (e) { internal = null; }
-  return {matches, qr, progress, account, internal};
-}
-"""
-
-
-def _looks_like_payload(value: str | None, pattern: str) -> bool:
-    return bool(value) and re.match(pattern, value or "") is not None
-
-
-def parse_account(raw: str | None, pattern: str) -> str | None:
-    if not raw:
-        return None
-    match = re.match(pattern, raw)
-    return match.group(1) if match else None
-
-
-def classify(raw: Mapping[str, Any] | None, url: str, selectors: Selectors) -> PageSnapshot:
-    """Turns the probe's report (and the page URL) into a PageSnapshot. Pure: testable."""
-    params = parse_qs(urlsplit(url).query)
-    post_logout = params.get(selectors.logout_flag, [""])[-1].lower() in ("1", "true")
-    reason = params.get(selectors.logout_reason, [""])[-1] or None
-    if not raw:
-        return PageSnapshot(PageState.UNKNOWN, reason=reason, post_logout=post_logout)
-    matches: Mapping[str, bool] = raw.get("matches") or {}
-    dom_qr = raw.get("qr") if _looks_like_payload(raw.get("qr"), selectors.qr_pattern) else None
-    state: PageState | None = None
-    internal = raw.get("internal")
-    if isinstance(internal, Mapping) and internal.get("state") in selectors.internal_map:
-        state = selectors.internal_map[internal["state"]]
-        if state is PageState.CONNECTED:
-            if matches.get(PageState.CONFLICT.value):
-                state = PageState.CONFLICT
-            elif not internal.get("synced"):
-                state = PageState.LOADING
-            elif internal.get("stream") in selectors.stream_offline or matches.get(PageState.OFFLINE.value):
-                state = PageState.OFFLINE
-        elif state is PageState.UNKNOWN:
-            reason = reason or str(internal["state"]).lower()
-        if state is PageState.QR and dom_qr is None:
-            ref = internal.get("ref")
-            dom_qr = ref if _looks_like_payload(ref, selectors.qr_pattern) and ref.count(",") >= 4 else None
-    if state is None:
-        state = next((s for s in selectors.order if matches.get(s.value)), PageState.UNKNOWN)
-    progress = raw.get("progress") if state is PageState.LOADING else None
-    return PageSnapshot(
-        state=state,
-        qr=dom_qr if state is PageState.QR else None,
-        reason=reason,
-        progress=int(progress) if isinstance(progress, (int, float)) else None,
-        account=parse_account(raw.get("account"), selectors.account_pattern),
-        post_logout=post_logout,
-    )
+def normalize_phone(phone: str) -> str:
+    """Digits with the country code (``+49 151 2345-678`` -> ``491512345678``); raises
+    PairingCodeFailed for something that is no phone number."""
+    digits = re.sub(r"[\s\-().]", "", phone or "")
+    if digits.startswith("+"):
+        digits = digits[1:]
+    elif digits.startswith("00"):
+        digits = digits[2:]
+    if not _PHONE.match(digits) or digits.startswith("0"):
+        raise PairingCodeFailed(f"not a phone number with country code: {phone!r}",
+                                "give the number with its country code, e.g. +49 151 23456789")
+    return digits
 
 
 def _first_line(err: BaseException) -> str:
@@ -192,34 +107,42 @@ def _first_line(err: BaseException) -> str:
     return type(err).__name__
 
 
-def _differs(a: PageSnapshot | None, b: PageSnapshot) -> bool:
-    if a is None:
-        return True
-    return (a.state, a.qr, a.reason, a.post_logout) != (b.state, b.qr, b.reason, b.post_logout)
+def _same_origin(a: str, b: str) -> bool:
+    x, y = urlsplit(a), urlsplit(b)
+    return (x.scheme, x.netloc) == (y.scheme, y.netloc)
 
 
 class WhatsAppPage:
-    """One browser on ``profile_dir`` showing ``url``. Use on a single asyncio loop."""
+    """One browser on ``profile_dir`` showing ``url``. Use on a single asyncio loop.
+
+    ``headless`` (default) or, for linking on a desktop, ``hidden_window=True``: a real window
+    kept out of sight that ``show_window`` brings on screen. ``headless=False`` alone: a plain
+    visible window."""
 
     def __init__(self, profile_dir: Path, url: str, executable: str, *, headless: bool = True,
-                 selectors: Selectors | None = None, on_crash: Callable[[], None] | None = None,
-                 user_agent: str | None = None, extra_args: Sequence[str] = (),
-                 env: Mapping[str, str] | None = None, viewport: Mapping[str, int] | None = None,
-                 nav_retry_seconds: float = 5.0) -> None:
+                 hidden_window: bool = False, selectors: Selectors | None = None,
+                 on_crash: Callable[[], None] | None = None, user_agent: str | None = None,
+                 extra_args: Sequence[str] = (), env: Mapping[str, str] | None = None,
+                 viewport: Mapping[str, int] | None = None, nav_retry_seconds: float = 5.0,
+                 safety_net_seconds: float = SAFETY_NET_SECONDS) -> None:
         self.profile_dir = Path(profile_dir)
         self.url = url
         self.executable = executable
-        self.headless = headless
+        self.hidden_window = hidden_window
+        self.headless = headless and not hidden_window
         self.selectors = selectors or default_selectors()
         self.on_crash = on_crash
         self.user_agent = user_agent
         self.extra_args = tuple(extra_args)
         self.env = dict(env) if env is not None else None
         self.viewport = dict(viewport or VIEWPORT)
-        self._probe_cfg = {**self.selectors.probe_config(), "progressPattern": self.selectors.progress_pattern}
+        self.safety_net_seconds = max(30.0, safety_net_seconds)
         self._pw: Playwright | None = None
+        self._driver_pid: int | None = None
         self._context: BrowserContext | None = None
         self._page: Page | None = None
+        self._window: Window | None = None
+        self._visible = False
         self._pid: int | None = None
         self._version: str | None = None
         self._crashed = False
@@ -229,6 +152,14 @@ class WhatsAppPage:
         self._retry_at = 0.0
         self._retry_first = nav_retry_seconds
         self._retry_delay = nav_retry_seconds
+        self._reading: Mapping[str, Any] | None = None
+        self._logout_reason: str | None = None
+        self._logout_doc: Any = None
+        self._changed: asyncio.Event | None = None
+        self._last_answer = 0.0
+        self._pushes = 0
+        self._extra_tabs_closed = 0
+        self._tasks: set[asyncio.Future[None]] = set()
 
     # ------------------------------------------------------------------ properties
     @property
@@ -240,17 +171,36 @@ class WhatsAppPage:
         return self._pid
 
     @property
+    def driver_pid(self) -> int | None:
+        """The Playwright driver's pid (it runs in its own session: see browser/driver.py)."""
+        return self._driver_pid
+
+    @property
     def browser_version(self) -> str | None:
         return self._version
 
     @property
     def page(self) -> Page | None:
-        """The Playwright page (tests, advanced use). None before start / after close."""
+        """The Playwright page (bot bridge, tests). None before start / after close."""
         return self._page
 
     @property
     def running(self) -> bool:
         return self._context is not None and not self._crashed and not self._closing
+
+    @property
+    def visible(self) -> bool:
+        """True while the window is on screen: a visible window, or a hidden one after ``show_window``."""
+        return self._visible and self.running
+
+    @property
+    def pushes(self) -> int:
+        """How many readings the page pushed (tests: no churn while nothing changes)."""
+        return self._pushes
+
+    @property
+    def extra_tabs_closed(self) -> int:
+        return self._extra_tabs_closed
 
     # ------------------------------------------------------------------ launch
     async def _resolve_user_agent(self) -> str:
@@ -273,6 +223,28 @@ class WhatsAppPage:
         _UA_CACHE[self.executable] = ua
         return ua
 
+    def _launch_options(self, ua: str) -> dict[str, Any]:
+        args = [*LAUNCH_ARGS, *self.extra_args]
+        options: dict[str, Any] = dict(
+            executable_path=self.executable, headless=self.headless, user_agent=ua,
+            service_workers="block", timeout=NAV_TIMEOUT_MS,
+            # The app handles its own signals: it flushes and closes the browser itself.
+            handle_sigint=False, handle_sigterm=False, handle_sighup=False,
+        )
+        if self.headless:
+            options["viewport"] = self.viewport
+        else:
+            # A real window: its own size (an emulated viewport larger than the window would
+            # look like a frameless headless window to the page), no "controlled" infobar.
+            options["no_viewport"] = True
+            options["ignore_default_args"] = ["--enable-automation"]
+            if self.hidden_window:
+                args += HIDDEN_WINDOW_ARGS
+        options["args"] = args
+        if self.env is not None:
+            options["env"] = self.env
+        return options
+
     async def start(self) -> None:
         """Launch the browser on the profile and open the WhatsApp URL.
 
@@ -281,23 +253,19 @@ class WhatsAppPage:
         if self._context is not None:
             raise RuntimeError("WhatsAppPage already started")
         self.profile_dir.mkdir(parents=True, exist_ok=True)
-        self._pw = await async_playwright().start()
+        forgotten = await asyncio.to_thread(forget_open_tabs, self.profile_dir)
+        if forgotten:
+            log.info("forgot the tabs of the last run: %s", ", ".join(forgotten))
+        self._changed = asyncio.Event()
+        self._pw, self._driver_pid = await driver.start()
         try:
             ua = await self._resolve_user_agent()
-            options: dict[str, Any] = dict(
-                executable_path=self.executable, headless=self.headless, user_agent=ua,
-                args=[*LAUNCH_ARGS, *self.extra_args], service_workers="block",
-                viewport=self.viewport, timeout=NAV_TIMEOUT_MS,
-                # The app handles its own signals: it flushes and closes the browser itself.
-                handle_sigint=False, handle_sigterm=False, handle_sighup=False,
-            )
-            if not self.headless:
-                options["ignore_default_args"] = ["--enable-automation"]  # no "controlled" infobar
-            if self.env is not None:
-                options["env"] = self.env
-            self._context = await self._pw.chromium.launch_persistent_context(str(self.profile_dir), **options)
+            self._context = await self._pw.chromium.launch_persistent_context(
+                str(self.profile_dir), **self._launch_options(ua))
+            await self._context.expose_binding(watch.BINDING, self._on_push)
+            await self._context.add_init_script(script=watch.watcher_source(self.selectors))
         except PlaywrightError as err:
-            await self._stop_driver()
+            await self._abandon_launch()
             line = _first_line(err)
             if any(marker in str(err) for marker in _IN_USE):
                 raise ProfileInUse(f"the browser profile is in use by another browser: {self.profile_dir}",
@@ -305,19 +273,69 @@ class WhatsAppPage:
             raise BrowserLaunchFailed(f"the browser did not start: {line}",
                                       "check the browser path (--browser) or reinstall the browser") from None
         except BaseException:
-            await self._stop_driver()
+            await self._abandon_launch()
             raise
         self._context.on("close", lambda _ctx: self._died("browser closed"))
         self._version = self._context.browser.version if self._context.browser else None
         self._pid = await self._find_pid()
-        log.info("browser started: pid=%s version=%s headless=%s", self._pid, self._version, self.headless)
-        page = self._context.pages[0] if self._context.pages else await self._context.new_page()
+        pages = list(self._context.pages)
+        page = pages[0] if pages else await self._context.new_page()
+        for extra in pages[1:]:
+            await self._close_extra(extra)
+        self._context.on("page", self._on_new_page)
         self._adopt(page)
+        if not self.headless:
+            self._window = Window(page)
+            if self.hidden_window:
+                await self._window.hide()
+            self._visible = not self.hidden_window
+        mode = "hidden window" if self.hidden_window else ("headless" if self.headless else "visible")
+        log.info("browser started: pid=%s version=%s %s", self._pid, self._version, mode)
         await self._goto()
+
+    async def _abandon_launch(self) -> None:
+        context, self._context = self._context, None
+        if context is not None:
+            try:
+                await context.close()
+            except PlaywrightError:
+                pass
+        await self._stop_driver()
 
     def _adopt(self, page: Page) -> None:
         self._page = page
+        self._reading = None
         page.on("crash", lambda _p: self._died("page crashed"))
+        page.on("framenavigated", self._on_navigated)
+
+    async def _close_extra(self, page: Page) -> None:
+        """A tab Chromium restored (or the page opened) beside ours: one WhatsApp page per profile."""
+        try:
+            await page.close()
+            self._extra_tabs_closed += 1
+            log.info("closed an extra browser tab")
+        except PlaywrightError as err:
+            log.debug("could not close an extra tab: %s", _first_line(err))
+
+    def _on_new_page(self, page: Page) -> None:
+        if page is self._page or self._closing:
+            return
+
+        def check(_frame: Any = None) -> None:
+            if page is not self._page and not page.is_closed() and _same_origin(page.url, self.url):
+                task = asyncio.ensure_future(self._close_extra(page))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+        check()
+        page.on("framenavigated", check)
+
+    def _on_navigated(self, frame: Any) -> None:
+        page = self._page
+        if page is None or frame is not page.main_frame:
+            return
+        self._reading = None   # the new document's watcher pushes its first reading at once
+        self._wake()
 
     async def _goto(self) -> None:
         assert self._page is not None
@@ -330,6 +348,7 @@ class WhatsAppPage:
             self._retry_at = asyncio.get_running_loop().time() + self._retry_delay
             self._retry_delay = min(self._retry_delay * 2, 60.0)
             log.warning("could not open %s: %s", self.url, self._nav_error)
+        self._wake()
 
     async def _find_pid(self) -> int | None:
         assert self._context is not None
@@ -345,12 +364,13 @@ class WhatsAppPage:
                         return int(proc["id"])
         except PlaywrightError as err:
             log.debug("no browser pid from CDP: %s", _first_line(err))
-        return _pid_from_proc(self.profile_dir)
+        return await asyncio.to_thread(main_browser_pid, self.profile_dir)
 
     def _died(self, why: str) -> None:
         if self._closing or self._crashed:
             return
         self._crashed = True
+        self._wake()
         log.warning("browser died unexpectedly (%s), pid=%s", why, self._pid)
         if self.on_crash is not None:
             try:
@@ -358,48 +378,122 @@ class WhatsAppPage:
             except Exception:  # a callback bug must not break the Playwright event loop
                 log.exception("on_crash callback failed")
 
-    # ------------------------------------------------------------------ reading the page
-    async def snapshot(self) -> PageSnapshot:
+    # ------------------------------------------------------------------ what the page pushes
+    def _wake(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+
+    def _on_push(self, source: Mapping[str, Any], kind: Any, data: Any = None) -> None:
+        """The binding: the page reports a new reading or a logout reason (js/watch.js)."""
+        page = source.get("page") if isinstance(source, Mapping) else None
+        frame = source.get("frame") if isinstance(source, Mapping) else None
+        if page is None or self._page is None or page is not self._page or frame is not self._page.main_frame:
+            return
+        self._last_answer = asyncio.get_running_loop().time()
+        if kind == "reading":
+            reading = watch.reading(data)
+            if reading is not None:
+                self._pushes += 1
+                self._take(reading)
+        elif kind == "logout":
+            reason = watch.logout_reason(data)
+            if reason:
+                self._logout_reason = reason
+                self._logout_doc = data.get("doc")
+                log.info("the page is logging out (WhatsApp's reason: %s)", reason)
+                self._wake()
+
+    def _take(self, reading: Mapping[str, Any]) -> None:
+        self._reading = reading
+        internal = reading.get("internal")
+        if self._logout_reason is None:
+            kept = reading.get("logout")
+            self._logout_reason = watch.logout_reason(kept)
+            self._logout_doc = kept.get("doc") if isinstance(kept, Mapping) else None
+        elif isinstance(internal, Mapping) and internal.get("state") == "CONNECTED" and \
+                reading.get("doc") != self._logout_doc:
+            self._logout_reason = None   # a later page is connected: that logout is over
+        self._wake()
+
+    def _current(self) -> PageSnapshot:
+        """The snapshot from what the page last pushed (no round trip)."""
         page = self._page
-        if self._crashed:
-            return PageSnapshot(PageState.UNKNOWN, reason="browser_crashed")
-        if page is None or self._closing or page.is_closed():
-            return PageSnapshot(PageState.UNKNOWN, reason="browser_closed")
+        if self._crashed or page is None or self._closing or page.is_closed():
+            return PageSnapshot(PageState.UNKNOWN)
         url = page.url
         if url.startswith("chrome-error://") or (self._nav_error and not url.startswith("http")):
-            return PageSnapshot(PageState.OFFLINE, reason=f"unreachable: {self._nav_error or 'navigation failed'}")
-        raw: Any = None
+            return PageSnapshot(PageState.OFFLINE)
+        if self._reading is None:
+            return PageSnapshot(PageState.LOADING, logout=logout_info(url, self.selectors, self._logout_reason))
+        return classify(self._reading, self.selectors, url=url, logout_reason=self._logout_reason)
+
+    # ------------------------------------------------------------------ reading the page
+    async def _evaluate(self, script: str, arg: Any = None) -> Any:
+        assert self._page is not None
+        return await asyncio.wait_for(self._page.evaluate(script, arg), READ_TIMEOUT_SECONDS)
+
+    async def snapshot(self) -> PageSnapshot:
+        """Read the page now (one round trip; installs the watcher in a page that lacks it)."""
+        page = self._page
+        current = self._current()
+        if page is None or self._crashed or (current.state is PageState.OFFLINE and self._reading is None):
+            return current
         for _ in range(5):
             try:
-                raw = await asyncio.wait_for(page.evaluate(PROBE_JS, self._probe_cfg), 10)
-                break
+                raw = await self._evaluate(watch.READ_JS)
+                if raw is None and page.url.startswith("http"):
+                    await self._evaluate(watch.watcher_source(self.selectors))
+                    raw = await self._evaluate(watch.READ_JS)
+                self._last_answer = asyncio.get_running_loop().time()
+                reading = watch.reading(raw)
+                if reading is not None:
+                    self._take(reading)
+                return self._current()
             except asyncio.TimeoutError:
-                return PageSnapshot(PageState.UNKNOWN, reason="page_unresponsive")
+                log.warning("the page did not answer within %.0f s", READ_TIMEOUT_SECONDS)
+                return PageSnapshot(PageState.UNKNOWN)
             except PlaywrightError as err:
                 if self._crashed or page.is_closed():
-                    return PageSnapshot(PageState.UNKNOWN, reason="browser_closed")
-                log.debug("probe retry: %s", _first_line(err))  # mid-navigation: context destroyed
+                    return PageSnapshot(PageState.UNKNOWN)
+                log.debug("read retry: %s", _first_line(err))  # mid-navigation: context destroyed
                 await asyncio.sleep(0.1)
-        else:
-            return PageSnapshot(PageState.LOADING, reason="navigating")
-        return classify(raw, page.url, self.selectors)
+        return self._current()
 
     async def wait_for_change(self, previous: PageSnapshot | None, timeout: float,
-                              poll: float = POLL_SECONDS) -> PageSnapshot:
-        """Returns as soon as the state, QR payload, reason or post_logout flag differs from
-        ``previous`` (at once when previous is None), else the last reading after ``timeout``.
-        ``poll``: seconds between readings (short while starting up, longer while idle).
-        A page stuck on a browser error page (no network) is reloaded with back-off."""
+                              poll: float | None = None) -> PageSnapshot:
+        """Returns as soon as the reading differs from ``previous`` (state, QR payload, synced,
+        logout, link step, codes, account; not the loading percentage), else the last reading
+        after ``timeout``. Event-driven: it sleeps until the page pushes a change. A page stuck
+        on the browser's error page (no network) is reloaded with back-off. ``poll`` is
+        accepted for old callers and ignored."""
+        del poll
+        if previous is None and self._reading is None:
+            return await self.snapshot()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0.0, timeout)
         while True:
-            snap = await self.snapshot()
-            if _differs(previous, snap) or loop.time() >= deadline or self._crashed or self._page is None:
+            if self._changed is not None:
+                self._changed.clear()
+            snap = self._current()
+            now = loop.time()
+            if differs(previous, snap) or now >= deadline or self._crashed or self._page is None:
                 return snap
-            if self._nav_error and loop.time() >= self._retry_at and not self._closing:
+            if self._nav_error and now >= self._retry_at and not self._closing:
                 await self._goto()
                 continue
-            await asyncio.sleep(min(poll, max(0.0, deadline - loop.time())))
+            if now - self._last_answer >= self.safety_net_seconds and not self._nav_error:
+                snap = await self.snapshot()   # the safety net: does the page still answer?
+                if differs(previous, snap):
+                    return snap
+                continue
+            wake_at = min(deadline, self._last_answer + self.safety_net_seconds)
+            if self._nav_error:
+                wake_at = min(wake_at, self._retry_at)
+            assert self._changed is not None
+            try:
+                await asyncio.wait_for(self._changed.wait(), max(0.0, wake_at - now))
+            except asyncio.TimeoutError:
+                pass
 
     async def wait_for_state(self, *states: PageState, timeout: float) -> PageSnapshot:
         """Waits until the page is in one of ``states``; returns the last reading either way."""
@@ -412,20 +506,30 @@ class WhatsAppPage:
                 return snap
 
     async def wait_until_settled(self, timeout: float) -> PageSnapshot:
-        """Waits while the page is loading or unrecognised; returns the first other reading
-        (or the last one at ``timeout``)."""
-        settled = [s for s in PageState if s not in (PageState.LOADING, PageState.UNKNOWN)]
-        return await self.wait_for_state(*settled, timeout=timeout)
+        """Waits while the page is loading, resuming or unrecognised; returns the first other
+        reading (or the last one at ``timeout``)."""
+        busy = (PageState.LOADING, PageState.RESUMING, PageState.UNKNOWN)
+        return await self.wait_for_state(*[s for s in PageState if s not in busy], timeout=timeout)
 
     # ------------------------------------------------------------------ actions
+    async def _act(self, name: str, arg: Any = None, timeout: float = READ_TIMEOUT_SECONDS) -> Mapping[str, Any]:
+        page = self._page
+        if page is None or self._crashed or self._closing:
+            return {"ok": False, "why": "no_page"}
+        try:
+            result = await asyncio.wait_for(page.evaluate(watch.ACT_JS, [name, arg]), timeout)
+        except (asyncio.TimeoutError, PlaywrightError) as err:
+            return {"ok": False, "why": "error", "message": _first_line(err) if str(err) else "timeout"}
+        return result if isinstance(result, Mapping) else {"ok": False, "why": "bad_answer"}
+
     async def _click_first(self, selectors: Sequence[str], what: str) -> bool:
         page = self._page
         if page is None or self._crashed or self._closing:
             return False
         for selector in selectors:
             try:
-                target = page.locator(selector).first
-                if await target.count() and await target.is_visible():
+                target = page.locator(selector).locator("visible=true").first
+                if await target.count():
                     await target.click(timeout=5_000)
                     log.info("clicked %s", what)
                     return True
@@ -433,17 +537,90 @@ class WhatsAppPage:
                 log.debug("click %s via %s failed: %s", what, selector, _first_line(err))
         return False
 
-    async def click_use_here(self) -> bool:
-        """Takes the session over in the conflict dialog. True when the button was clicked."""
-        return await self._click_first(self.selectors.use_here, "'Use here'")
+    async def _click(self, action: Action, what: str) -> bool:
+        return await self._click_first(action.playwright_selectors(), what)
 
-    async def reload_qr(self) -> bool:
-        """Clicks the idle QR's reload button (only while the owner has the QR window open)."""
-        return await self._click_first(self.selectors.reload_qr, "'reload QR'")
+    async def take_over(self) -> bool:
+        """Conflict: use the session here. ``Socket.takeover()`` (no language needed), the
+        "Use here" button (any language of selectors.json) only as the fallback. False when
+        the page is not in conflict or nothing worked."""
+        if self._current().state is not PageState.CONFLICT:
+            await self.snapshot()
+            if self._current().state is not PageState.CONFLICT:
+                return False
+        result = await self._act("takeover")
+        if result.get("ok"):
+            log.info("took the session over (Socket.takeover)")
+            return True
+        log.info("Socket.takeover unavailable (%s): clicking instead", result.get("why"))
+        return await self._click(self.selectors.use_here_action, "'Use here'")
+
+    async def refresh_qr(self) -> bool:
+        """The QR list ran out: ``Cmd.refreshQR()``, the reload button as the fallback."""
+        if self._current().state not in (PageState.QR_IDLE, PageState.QR):
+            await self.snapshot()
+            if self._current().state not in (PageState.QR_IDLE, PageState.QR):
+                return False
+        result = await self._act("refreshQR")
+        if result.get("ok"):
+            log.info("asked for new QR codes (Cmd.refreshQR)")
+            return True
+        return await self._click(self.selectors.reload_qr_action, "'reload QR'")
+
+    # The names the service used before the Page protocol (kept while it moves over).
+    click_use_here = take_over
+    reload_qr = refresh_qr
+
+    async def request_pairing_code(self, phone: str, timeout: float = 30.0) -> str:
+        """An 8-character code ("ABCD-EFGH") to type on the phone instead of scanning the QR.
+        wa-js ``WPP.conn.genLinkDeviceCodeForPhoneNumber`` where the page has it, else the
+        page's own "Link with phone number instead" form. Raises PairingCodeFailed."""
+        digits = normalize_phone(phone)
+        result = await self._act("pairingCode", digits, timeout=timeout)
+        code = format_code(result.get("code")) if result.get("ok") else None
+        if code:
+            log.info("pairing code received (WPP.conn)")
+            return code
+        if result.get("why") == "error":
+            log.info("WPP.conn.genLinkDeviceCodeForPhoneNumber failed: %s", result.get("message"))
+        return await self._pairing_code_by_form(digits, timeout)
+
+    async def _pairing_code_by_form(self, digits: str, timeout: float) -> str:
+        page = self._page
+        if page is None or self._crashed:
+            raise PairingCodeFailed("the browser is not running", "start the app again")
+        snap = await self.snapshot()
+        if snap.state is PageState.PAIRING_CODE and snap.pairing_code:
+            return snap.pairing_code
+        if snap.state not in (PageState.QR, PageState.QR_IDLE) and \
+                not await page.locator(",".join(self.selectors.pairing["phone_input"])).count():
+            raise PairingCodeFailed(f"the page offers no pairing code now (it shows {snap.state.value})",
+                                    "ask for it while the QR code is shown")
+        inputs = ",".join(self.selectors.pairing["phone_input"])
+        if not await page.locator(inputs).locator("visible=true").count() and \
+                not await self._click(self.selectors.pairing_link, "'Link with phone number instead'"):
+            raise PairingCodeFailed("the page has no 'Link with phone number' option",
+                                        "scan the QR code instead")
+        field = page.locator(inputs).locator("visible=true").first
+        try:
+            await field.wait_for(timeout=10_000)
+            await field.fill("")
+            await field.press_sequentially("+" + digits if await field.get_attribute("type") == "tel" else digits)
+        except PlaywrightError as err:
+            raise PairingCodeFailed(f"could not enter the phone number: {_first_line(err)}",
+                                    "scan the QR code instead") from None
+        if not await self._click(self.selectors.pairing_next, "'Next'"):
+            await field.press("Enter")
+        done = await self.wait_for_state(PageState.PAIRING_CODE, timeout=timeout)
+        if done.state is PageState.PAIRING_CODE and done.pairing_code:
+            log.info("pairing code received (page form)")
+            return done.pairing_code
+        raise PairingCodeFailed("WhatsApp did not give a pairing code", "check the number, or scan the QR code")
 
     async def reload(self) -> None:
-        """Opens ``url`` afresh (drops ``post_logout`` parameters a logout left in the URL)."""
+        """Opens ``url`` afresh (drops the logout parameters a logout left in the URL)."""
         if self._page is not None and not self._crashed:
+            self._logout_reason = None
             await self._goto()
 
     async def flush_storage(self, *, reopen: bool = True) -> None:
@@ -462,9 +639,38 @@ class WhatsAppPage:
         self._adopt(fresh)
         if old is not None and not old.is_closed():
             await old.close()
+        if self._window is not None:
+            await self._window.detach()
+            self._window = Window(fresh)
+            if not self._visible:
+                await self._window.hide()
         await asyncio.sleep(0.2)
         await self._goto()
         log.info("storage flushed (page reopened)")
+
+    # ------------------------------------------------------------------ the window
+    async def show_window(self) -> bool:
+        """Brings the window kept out of sight on screen (the passkey step). False when the
+        browser is headless (no window to show)."""
+        if self._window is None or not self.running:
+            return False
+        if await self._window.show():
+            self._visible = True
+            log.info("browser window brought on screen")
+            return True
+        return False
+
+    async def hide_window(self) -> None:
+        """Moves the window out of sight again (a no-op when headless)."""
+        if self._window is None or not self.running:
+            return
+        if await self._window.hide():
+            self._visible = False
+            log.info("browser window moved out of sight")
+
+    async def window_on_screen(self) -> bool:
+        """What the window manager says (tests): the window's bounds are inside the screen."""
+        return self._window is not None and self.running and await self._window.on_screen()
 
     # ------------------------------------------------------------------ closing
     async def close(self, timeout: float = 15.0) -> None:
@@ -476,6 +682,7 @@ class WhatsAppPage:
 
     async def _close(self, timeout: float) -> None:
         self._closing = True
+        self._wake()
         context, self._context = self._context, None
         if context is not None:
             # After a renderer crash the browser may still live: close it cleanly if it can.
@@ -487,6 +694,7 @@ class WhatsAppPage:
                             _first_line(err) if str(err) else "timeout", self._pid)
                 self._kill()
         self._page = None
+        self._window = None
         await self._stop_driver()
 
     def _kill(self) -> None:
@@ -504,17 +712,3 @@ class WhatsAppPage:
                 await asyncio.wait_for(pw.stop(), 10)
             except (asyncio.TimeoutError, PlaywrightError, OSError) as err:
                 log.debug("playwright driver stop: %r", err)
-
-
-def _pid_from_proc(profile_dir: Path) -> int | None:
-    """Linux fallback: the main browser process (no ``--type=``) running on this profile."""
-    from linda_desktop.session.profile import find_browser_processes
-
-    for pid in find_browser_processes(profile_dir):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"--type=" not in cmdline:
-            return pid
-    return None
