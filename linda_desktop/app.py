@@ -18,7 +18,9 @@ from typing import Any, Callable
 
 from linda_desktop.base.errors import AlreadyRunning, LindaError, NoBackups, ProfileInUse
 from linda_desktop.base.events import Event, Notice, NoticeKind, QrCode, StateChanged
+from linda_desktop.service.control import ControlHandler
 from linda_desktop.service.session_service import SessionService
+from linda_desktop.system.single_instance import ControlClient, InstanceLock, connect_to_running, start_or_connect
 from linda_desktop.base.settings import Settings
 from linda_desktop.base.paths import AppPaths
 
@@ -36,86 +38,15 @@ def build_service(paths: AppPaths, *, wa_url: str, browser: str | None,
 
 # ---------------------------------------------------------------------- control channel
 
-def control_handler(service: SessionService, *, on_show: Callable[[], None] | None = None
-                    ) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """Answer requests from a second launch or a CLI command, on the control thread."""
-
-    def call(coro: Any, timeout: float = 600) -> Any:
-        assert service.loop is not None
-        return asyncio.run_coroutine_threadsafe(coro, service.loop).result(timeout)
-
-    def handle(request: dict[str, Any]) -> dict[str, Any]:
-        cmd = request.get("cmd")
-        try:
-            if cmd == "show":
-                if on_show is not None:
-                    on_show()
-                result: Any = {"shown": on_show is not None}
-            elif cmd == "status":
-                result = service.status()
-            elif cmd == "backups":
-                result = service.list_backups()
-            elif cmd == "backup":
-                result = call(service.backup_now())
-            elif cmd == "restore":
-                result = call(service.restore(request.get("id")))
-            elif cmd == "relink":
-                result = call(service.relink())
-            elif cmd == "import":
-                result = call(service.import_session(str(request.get("path", ""))))
-            elif cmd == "finish_link":
-                call(service.finish_in_visible_browser(), timeout=900)
-                result = {"state": service.state.value}
-            elif cmd == "new_qr":
-                result = call(service.show_new_qr())
-            elif cmd == "quit":
-                service.request_stop()
-                result = {"stopping": True}
-            else:
-                return {"ok": False, "error": f"unknown command {cmd!r}"}
-        except LindaError as exc:
-            return {"ok": False, "error": str(exc)}
-        except Exception as exc:  # the channel must never take the app down
-            log.exception("control command %r failed", cmd)
-            return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-        return {"ok": True, "result": result}
-
-    return handle
-
-
-class SingleInstance:
-    """The lock that makes this process the one owner of the profile, plus its control channel."""
-
-    def __init__(self, paths: AppPaths) -> None:
-        from linda_desktop.system.single_instance import InstanceLock
-
-        self.paths = paths
-        paths.ensure(paths.state)
-        self.lock = InstanceLock(paths.lock_file)
-        self.server: Any = None
-
-    def acquire(self) -> bool:
-        return self.lock.acquire()
-
-    def serve(self, handler: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
-        from linda_desktop.system.single_instance import ControlServer
-
-        self.server = ControlServer.for_state_dir(self.paths.state, handler)
-        self.server.start()
-
-    def close(self) -> None:
-        if self.server is not None:
-            self.server.stop()
-        self.lock.release()
-
-
 def ask_running_app(paths: AppPaths, request: dict[str, Any], timeout: float = 600) -> dict[str, Any] | None:
     """Send ``request`` to the running app; None when no app runs."""
-    from linda_desktop.system.single_instance import connect_to_running
-
     client = connect_to_running(paths.state)
     if client is None:
         return None
+    return _ask(client, request, timeout)
+
+
+def _ask(client: ControlClient, request: dict[str, Any], timeout: float) -> dict[str, Any]:
     answer = client.request(request, timeout=timeout)
     if not answer.get("ok"):
         raise LindaError(str(answer.get("error") or "the running app refused the command"))
@@ -163,8 +94,9 @@ def run_headless(paths: AppPaths, *, wa_url: str, browser: str | None, json_line
     A stop signal at any moment, start-up included, is the owner's wish: exit 0, quietly."""
     stop = _StopSignals()
     try:
-        instance = SingleInstance(paths)
-        if not instance.acquire():
+        control = ControlHandler()
+        instance = start_or_connect(paths.state, control)
+        if isinstance(instance, ControlClient):
             raise AlreadyRunning("Linda Desktop is already running with this data folder",
                                  "use `linda-desktop status`, or quit the running app first")
         try:
@@ -176,7 +108,7 @@ def run_headless(paths: AppPaths, *, wa_url: str, browser: str | None, json_line
                 task = asyncio.create_task(service.run())
                 while service.loop is None and not task.done():
                     await asyncio.sleep(0.01)
-                instance.serve(control_handler(service))
+                control.attach(service)
                 from linda_desktop.api import start_api
 
                 api = start_api(service, paths, service.settings)  # bot API (issue 6): off unless enabled
@@ -246,9 +178,10 @@ class _StopSignals:
 
 def run_tray_app(paths: AppPaths, *, wa_url: str, browser: str | None, background: bool) -> int:
     """The tray application. A second launch asks the first one to show its window and exits."""
-    instance = SingleInstance(paths)
-    if not instance.acquire():
-        answer = ask_running_app(paths, {"cmd": "show"}, timeout=10)
+    control = ControlHandler()
+    instance = start_or_connect(paths.state, control)
+    if isinstance(instance, ControlClient):
+        answer = _ask(instance, {"cmd": "show"}, timeout=10)
         log.info("another instance is running; asked it to show its window (%s)", answer)
         return 0
     try:
@@ -274,7 +207,7 @@ def run_tray_app(paths: AppPaths, *, wa_url: str, browser: str | None, backgroun
         return service
 
     def on_service_ready(service: SessionService, show: Callable[[], None]) -> None:
-        instance.serve(control_handler(service, on_show=show))
+        control.attach(service, on_show=show)
 
     try:
         return run_tray(factory, paths=paths, background=background, wa_url=wa_url, browser=browser,
@@ -313,8 +246,9 @@ class Context:
         answer = ask_running_app(self.paths, request, timeout)
         return (False, None) if answer is None else (True, answer["result"])
 
-    def _locked(self) -> SingleInstance:
-        instance = SingleInstance(self.paths)
+    def _locked(self) -> InstanceLock:
+        self.paths.ensure(self.paths.state)
+        instance = InstanceLock(self.paths.lock_file)
         if not instance.acquire():
             raise AlreadyRunning("Linda Desktop is starting up with this data folder", "try again in a few seconds")
         return instance
@@ -365,7 +299,7 @@ class Context:
             SessionStateStore(self.paths.state_file).record("backup", id=info.id, size=info.size, reason="manual")
             return info.to_json()
         finally:
-            instance.close()
+            instance.release()
 
     def restore(self, backup_id: str | None) -> dict[str, Any]:
         from linda_desktop.session import profile
@@ -388,7 +322,7 @@ class Context:
             meta.clear_revoked()
             return {"restored": target.id, "state": None}
         finally:
-            instance.close()
+            instance.release()
 
     def relink(self) -> None:
         from linda_desktop.session import profile
@@ -402,7 +336,7 @@ class Context:
                 profile.quarantine(self.paths.profile, self.paths.quarantine, "re-link requested by the owner")
             SessionStateStore(self.paths.state_file).record("relink")
         finally:
-            instance.close()
+            instance.release()
 
     def import_session(self, source: str) -> dict[str, Any]:
         from linda_desktop.session.importer import import_session
@@ -427,7 +361,7 @@ class Context:
             meta.clear_revoked()
             return {"imported": source_path, "files": result.files}
         finally:
-            instance.close()
+            instance.release()
 
     def finish_link(self) -> dict[str, Any]:
         from linda_desktop.base.errors import NotRunning

@@ -38,6 +38,7 @@ from typing import Any, Callable
 
 from linda_desktop.base.atomic import atomic_write_json
 from linda_desktop.base.errors import AlreadyRunning, LindaError, NotRunning
+from linda_desktop.base.events import Command
 from linda_desktop.base.paths import ensure_private_dir
 
 log = logging.getLogger(__name__)
@@ -260,8 +261,9 @@ class ControlServer:
     """Answers JSON requests from other processes of this user on a daemon thread.
 
     ``handler(request) -> answer`` gets a dict with a string ``"cmd"`` and returns a JSON-able
-    dict such as ``{"ok": True, "result": ...}``. It is called on a server thread, one request at
-    a time. ``{"cmd": "ping"}`` is answered here. Nothing a client sends can stop the server:
+    dict such as ``{"ok": True, "result": ...}``. It is called on the connection's thread:
+    read-only commands (``Command.read_only``: status, backups, show) at once, even while another
+    command runs; every other command one at a time. ``{"cmd": "ping"}`` is answered here. Nothing a client sends can stop the server:
     bad input gets ``{"ok": False, "error": ...}`` or a closed connection.
     """
 
@@ -363,11 +365,14 @@ class ControlServer:
             return _error("bad request: not JSON")
         if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
             return _error('bad request: expected an object like {"cmd": "status"}')
-        if request["cmd"] == "ping":
+        if request["cmd"] == Command.PING:
             return {"ok": True, "result": {"pid": os.getpid()}}
         try:
-            with self._handler_lock:
+            if _read_only(request["cmd"]):  # never queued behind a long command
                 answer = self._handler(request)
+            else:
+                with self._handler_lock:
+                    answer = self._handler(request)
         except LindaError as exc:
             return _error(str(exc))
         except Exception as exc:
@@ -380,6 +385,13 @@ class ControlServer:
         except (TypeError, ValueError):
             return _error(f"internal error: the answer to {request['cmd'][:40]!r} is not JSON")
         return answer
+
+
+def _read_only(cmd: str) -> bool:
+    try:
+        return Command(cmd).read_only
+    except ValueError:
+        return False
 
 
 def _choose_address(state_dir: Path) -> tuple[str, Path | None]:

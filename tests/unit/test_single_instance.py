@@ -125,6 +125,45 @@ def test_handler_runs_one_request_at_a_time(tmp_path: Path) -> None:
         server.close()
 
 
+def test_status_answers_while_a_long_backup_runs(tmp_path: Path) -> None:
+    """A long command holds the channel's queue, not the read-only commands: status and backups
+    answer at once while a backup runs; another long command waits for the first."""
+    backup_running, release, restore_started = threading.Event(), threading.Event(), threading.Event()
+
+    def handler(request: dict) -> dict:
+        cmd = request["cmd"]
+        if cmd == "backup":
+            backup_running.set()
+            assert release.wait(30)
+            return {"ok": True, "result": "backed up"}
+        if cmd == "restore":
+            restore_started.set()
+            return {"ok": True, "result": "restored"}
+        return {"ok": True, "result": cmd}
+
+    server = _server(tmp_path, handler)
+    answers: dict[str, dict] = {}
+
+    def send(cmd: str) -> None:
+        answers[cmd] = si.send_command(server.address, server.authkey, {"cmd": cmd}, timeout=30)
+
+    long_ones = [threading.Thread(target=send, args=(cmd,)) for cmd in ("backup", "restore")]
+    try:
+        long_ones[0].start()
+        assert backup_running.wait(10)
+        long_ones[1].start()
+        for cmd in ("status", "backups", "show"):
+            assert si.send_command(server.address, server.authkey, {"cmd": cmd}, timeout=2) == {"ok": True, "result": cmd}
+        assert not restore_started.wait(0.3), "a second long command ran beside the first"
+        assert "backup" not in answers
+    finally:
+        release.set()
+        for thread in long_ones:
+            thread.join(30)
+        server.close()
+    assert answers == {"backup": {"ok": True, "result": "backed up"}, "restore": {"ok": True, "result": "restored"}}
+
+
 def test_wrong_key_is_refused_and_handler_never_sees_it(tmp_path: Path) -> None:
     seen: list[dict] = []
     server = _server(tmp_path, lambda request: seen.append(request) or {"ok": True})
