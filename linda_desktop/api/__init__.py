@@ -4,8 +4,9 @@
     ...
     api.close()
 
-Off unless ``settings.api_enabled``. See server.py (HTTP, SSE, auth), webhooks.py, token.py
-(keyring), openapi.py and browser/messaging.py (the in-page bridge).
+Off unless ``settings.api_enabled``. See server.py (HTTP, SSE, auth, both dialects), store.py
+(the event log and outbox), outbox.py (webhook delivery), waha.py (WAHA's shapes), token.py
+(keyring), openapi.py, bridge_update.py, browser/messaging.py and service/bot_link.py.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def start_api(service: Any, paths: AppPaths, settings: Settings) -> ApiServer | 
     if not settings.api_enabled:
         return _Off()
     return ApiServer(service, host=settings.api_host, port=settings.api_port,
-                     webhook_url=settings.webhook_url).start()
+                     webhook_url=settings.webhook_url, settings=settings).start()
 
 
 def describe(settings: Settings) -> dict[str, Any]:

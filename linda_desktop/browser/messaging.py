@@ -8,7 +8,7 @@ How it works. Two scripts go into every document of the browser context:
   event, ``WPP.conn.isMainReady()``). It is loaded as an init script (CSP does not apply),
   before WhatsApp's own code, as the library expects; a page that was already open when the
   bridge attached gets it through the DevTools protocol.
-* ``BRIDGE_JS``: Linda's small adapter, ``window.__linda``. It waits for ``WPP.isReady``,
+* ``browser/js/bridge.js``: Linda's small adapter, ``window.__linda``. It waits for ``WPP.isReady``,
   listens to ``chat.new_message`` and pushes each incoming message (never our own) to Python
   through the ``__lindaEmit`` binding; ``__linda.send(to, text)`` sends through
   ``WPP.chat.sendTextMessage``. ``__linda.status()`` says whether sending can work; when wa-js
@@ -66,15 +66,50 @@ class MessagingError(LindaError):
 class WaJs:
     path: Path
     version: str
+    source: str = "npm"          # npm | update (a bridge fetched by `api update-bridge`) | override
+
+
+def _version_tuple(text: str) -> tuple[int, int, int] | None:
+    match = re.match(r"^(\d+)\.(\d+)\.(\d+)", text.strip())
+    return (int(match.group(1)), int(match.group(2)), int(match.group(3))) if match else None
+
+
+def supported_range() -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """[lowest, below) of wa-js versions the bridge works with, from package.json's
+    ``lindaSupported`` (">=4.6.0 <5.0.0"); the npm dependency is a caret range over the same."""
+    text = ">=4.6.0 <5.0.0"
+    try:
+        text = str(json.loads((WAJS_DIR / "package.json").read_text("utf-8")).get("lindaSupported") or text)
+    except (OSError, ValueError):
+        pass
+    low = re.search(r">=\s*(\d+\.\d+\.\d+)", text)
+    high = re.search(r"<\s*(\d+\.\d+\.\d+)", text)
+    lo = _version_tuple(low.group(1)) if low else (4, 6, 0)
+    hi = _version_tuple(high.group(1)) if high else (5, 0, 0)
+    return lo or (4, 6, 0), hi or (5, 0, 0)
+
+
+def version_supported(version: str | None) -> bool:
+    if not version or "-" in version:           # pre-releases (4.8.4-rc.0) are not taken
+        return False
+    parsed = _version_tuple(version)
+    lo, hi = supported_range()
+    return parsed is not None and lo <= parsed < hi
 
 
 def pinned_version() -> str | None:
-    """The wa-js version package.json pins (exact)."""
+    """The version of the wa-js npm installed next to package.json (its own package.json)."""
+    return _package_version(WAJS_DIR / "node_modules" / "@wppconnect" / "wa-js" / "package.json")
+
+
+def _package_version(path: Path) -> str | None:
     try:
-        deps = json.loads((WAJS_DIR / "package.json").read_text("utf-8"))["dependencies"]
-        return str(deps["@wppconnect/wa-js"])
-    except (OSError, ValueError, KeyError, TypeError):
+        data = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
         return None
+    if not isinstance(data, dict) or data.get("name") != "@wppconnect/wa-js":
+        return None
+    return str(data.get("version") or "") or None
 
 
 def _file_version(path: Path) -> str | None:
@@ -87,21 +122,55 @@ def _file_version(path: Path) -> str | None:
     return match.group(1).decode() if match else None
 
 
-def find_wajs() -> WaJs | None:
-    """The wa-js build to inject: $LINDA_WAJS_FILE, else npm's copy next to package.json, else
-    a copy a frozen bundle keeps in ``browser/wajs/``. Only the pinned version is accepted."""
-    wanted = pinned_version()
-    candidates = [Path(os.environ[WAJS_ENV])] if os.environ.get(WAJS_ENV) else []
-    candidates += [WAJS_DIR / WAJS_REL, WAJS_DIR / "wppconnect-wa.js"]
-    for path in candidates:
-        version = _file_version(path)
-        if version is None:
-            continue
-        if wanted and version != wanted:
-            log.warning("wa-js at %s is %s, not the pinned %s: not used", path, version, wanted)
-            continue
-        return WaJs(path, version)
-    return None
+def _checked(path: Path, meta: Path | None, source: str) -> WaJs | None:
+    """The build at ``path`` when its own metadata (package.json beside it, else the file's
+    banner) names a supported version."""
+    version = _package_version(meta) if meta is not None else None
+    banner = _file_version(path)
+    if banner is None:
+        return None
+    version = version or banner
+    if version != banner:
+        log.warning("wa-js at %s says %s in its banner but %s in package.json: not used", path, banner, version)
+        return None
+    if not version_supported(version):
+        lo, hi = supported_range()
+        log.warning("wa-js %s at %s is outside the supported range %s ≤ v < %s: not used", version, path,
+                    ".".join(map(str, lo)), ".".join(map(str, hi)))
+        return None
+    return WaJs(path, version, source)
+
+
+def find_wajs(bridge_dir: Path | None = None, *, skip: tuple[str, ...] = ()) -> WaJs | None:
+    """The wa-js build to inject, newest usable first:
+
+    1. ``$LINDA_WAJS_FILE`` (the owner's own file: used when its version is in range);
+    2. the bridge `linda-desktop api update-bridge` installed in ``bridge_dir`` (current, then
+       the previous one it keeps to roll back to), unless its version is in ``skip``;
+    3. npm's copy next to package.json, or the copy a frozen bundle keeps in ``browser/wajs/``.
+    """
+    if os.environ.get(WAJS_ENV):
+        found = _checked(Path(os.environ[WAJS_ENV]), None, "override")
+        if found is not None:
+            return found
+    candidates: list[WaJs] = []
+    if bridge_dir is not None:
+        from linda_desktop.browser.bridge_files import installed_bridges
+
+        for version, path in installed_bridges(bridge_dir):
+            if version in skip:
+                continue
+            found = _checked(path, path.parent / "package.json", "update")
+            if found is not None:
+                candidates.append(found)
+    npm = _checked(WAJS_DIR / WAJS_REL, WAJS_DIR / "node_modules" / "@wppconnect" / "wa-js" / "package.json", "npm")
+    if npm is None:
+        npm = _checked(WAJS_DIR / "wppconnect-wa.js", None, "npm")
+    if npm is not None and npm.version not in skip:
+        candidates.append(npm)
+    if not candidates:
+        return npm
+    return max(candidates, key=lambda w: _version_tuple(w.version) or (0, 0, 0))
 
 
 # --------------------------------------------------------------------------- recipients
@@ -135,144 +204,117 @@ def check_text(text: Any) -> str:
 
 # --------------------------------------------------------------------------- in-page bridge
 
-BRIDGE_JS = r"""
-(() => {
-  if (window.__linda) return;
-  const BINDING = '__lindaEmit';
-  let hooked = null;
-  const str = (w) => (w == null ? null : String(w._serialized || w));
-  const emit = (kind, data) => {
-    try { const fn = window[BINDING]; if (typeof fn === 'function') fn(kind, data); } catch (e) { /* page going away */ }
-  };
-  const api = () => {
-    const w = window.WPP;
-    return w && typeof w === 'object' ? w : null;
-  };
-  const domConnected = () => !!document.querySelector('#pane-side');
-  function toPayload(msg) {
-    if (!msg || !msg.id || msg.id.fromMe || msg.isNewMsg === false || msg.isStatusV3) return null;
-    const chat = str(msg.id.remote) || str(msg.from);
-    if (!chat || chat === 'status@broadcast') return null;
-    const group = /@g\.us$/.test(chat);
-    const author = group ? str(msg.author) : chat;
-    const number = author && /@c\.us$/.test(author) ? author.split('@')[0] : null;
-    const text = msg.type === 'chat' && typeof msg.body === 'string' ? msg.body : null;
-    const caption = typeof msg.caption === 'string' ? msg.caption : null;
-    return {id: str(msg.id), chat_id: chat, from: number, author: group ? author : null,
-            sender_name: typeof msg.notifyName === 'string' && msg.notifyName ? msg.notifyName : null,
-            type: String(msg.type || 'unknown'), text: text !== null ? text : caption,
-            timestamp: typeof msg.t === 'number' ? msg.t : null, group};
-  }
-  function hook() {
-    const w = api();
-    if (!w || !w.isReady || typeof w.on !== 'function' || hooked === w) return;
-    hooked = w;
-    w.on('chat.new_message', (msg) => {
-      let payload = null;
-      try { payload = toPayload(msg); } catch (e) { emit('bridge_error', String(e && e.message || e)); }
-      if (payload) emit('message', payload);
-    });
-    emit('bridge_ready', {simulated: !!w.__simulated, version: String(w.version || '')});
-  }
-  const timer = setInterval(() => { hook(); if (hooked) clearInterval(timer); }, 200);
-  function mainReady() {
-    const w = api();
-    try {
-      if (w && w.isReady && w.conn && typeof w.conn.isMainReady === 'function') return !!w.conn.isMainReady();
-    } catch (e) { /* fall back to the DOM */ }
-    return domConnected();
-  }
-  window.__linda = {
-    status() {
-      hook();
-      const w = api();
-      return {api: w ? (w.__simulated ? 'wa-js (simulator)' : 'wa-js') : null,
-              version: w ? String(w.version || '') : null, ready: !!(w && w.isReady),
-              hooked: hooked !== null, connected: mainReady(), dom_connected: domConnected()};
-    },
-    async send(to, text) {
-      hook();
-      const w = api();
-      if (!w) return {ok: false, code: 'not_ready', message: 'wa-js is not loaded in the page'};
-      if (!w.isReady || !w.chat || typeof w.chat.sendTextMessage !== 'function')
-        return {ok: false, code: 'not_ready', message: 'wa-js has not reached WhatsApp Web yet'};
-      if (!mainReady()) return {ok: false, code: 'not_connected', message: 'WhatsApp Web is not ready'};
-      try {
-        const r = await w.chat.sendTextMessage(to, text, {createChat: true, waitForAck: true});
-        return {ok: true, id: str(r && r.id), ack: r && typeof r.ack === 'number' ? r.ack : null};
-      } catch (e) {
-        return {ok: false, code: 'send_failed', message: String((e && e.message) || e).slice(0, 300)};
-      }
-    },
-  };
-  hook();
-})();
-"""
+JS_DIR = Path(__file__).resolve().parent / "js"
 
-SEND_JS = "([to, text]) => window.__linda ? window.__linda.send(to, text) : {ok: false, code: 'not_ready', message: 'the bridge is not in the page'}"
+
+def bridge_source() -> str:
+    """Linda's adapter (browser/js/bridge.js): ``window.__linda`` on top of ``window.WPP``."""
+    return (JS_DIR / "bridge.js").read_text("utf-8")
+
+
+SEND_JS = ("([to, text]) => window.__linda ? window.__linda.send(to, text) : "
+           "{ok: false, code: 'not_ready', message: 'the bridge is not in the page'}")
 STATUS_JS = "() => window.__linda ? window.__linda.status() : null"
+REPLAY_JS = ("(opts) => window.__linda ? window.__linda.replay(opts) : "
+             "{ok: false, code: 'not_ready', messages: []}")
+QUIET_JS = "(online) => window.__linda ? window.__linda.quiet(online) : {ok: false, code: 'not_ready'}"
+CHATS_JS = "(limit) => window.__linda ? window.__linda.chats(limit) : null"
+HEALTH_JS = "() => window.__linda ? window.__linda.health() : null"
 
-MessageSink = Callable[[dict[str, Any]], None]
+# kind ("message", "ack", "bridge_ready") and the checked payload.
+PageSink = Callable[[str, dict[str, Any]], None]
 
 
 def _clean(payload: Any) -> dict[str, Any] | None:
-    """Checks what the page pushed (the page is not trusted to be well-formed)."""
+    """Checks a message the page pushed (the page is not trusted to be well-formed)."""
     if not isinstance(payload, dict):
         return None
     out: dict[str, Any] = {}
-    for key in ("id", "chat_id", "from", "author", "sender_name", "type", "text"):
+    for key in ("id", "chat_id", "chat_pn", "from", "from_id", "author", "sender_name", "type", "text"):
         value = payload.get(key)
         if value is not None and not isinstance(value, str):
             return None
         out[key] = value[:MAX_TEXT] if isinstance(value, str) else None
     if not out["id"] or not out["chat_id"]:
         return None
-    stamp = payload.get("timestamp")
-    out["timestamp"] = int(stamp) if isinstance(stamp, (int, float)) else None
+    for key in ("timestamp", "ack"):
+        value = payload.get(key)
+        out[key] = int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    stamp = payload.get("page_time")
+    out["page_time"] = float(stamp) / 1000.0 if isinstance(stamp, (int, float)) else None
     out["group"] = bool(payload.get("group"))
+    out["from_me"] = bool(payload.get("from_me"))
+    out["backfilled"] = bool(payload.get("backfilled"))
     return out
 
 
+def _clean_ack(payload: Any) -> dict[str, Any] | None:
+    if not isinstance(payload, dict) or not isinstance(payload.get("id"), str):
+        return None
+    ack = payload.get("ack")
+    if not isinstance(ack, (int, float)) or isinstance(ack, bool):
+        return None
+    chat = payload.get("chat_id")
+    stamp = payload.get("page_time")
+    return {"id": payload["id"][:300], "chat_id": chat[:300] if isinstance(chat, str) else None, "ack": int(ack),
+            "page_time": float(stamp) / 1000.0 if isinstance(stamp, (int, float)) else None}
+
+
 class MessageBridge:
-    """Attaches the bridge to each browser the service launches; sends through the open page.
+    """Attaches the bridge to each browser context; sends, replays and checks through the page.
 
-    ``on_message`` is called on the loop that drives Playwright (the service's loop) with a
-    dict: id, chat_id, from, author, sender_name, type, text, timestamp, group."""
+    ``on_page`` is called on the loop that drives Playwright (the service's loop) with
+    ("message", dict) for each message WhatsApp adds (ours too: ``from_me``), ("ack", {id,
+    chat_id, ack}) when a sent message's ack changes, and ("bridge_ready", {version, simulated})."""
 
-    def __init__(self, on_message: MessageSink, wajs: WaJs | None = None) -> None:
-        self.on_message = on_message
+    def __init__(self, on_page: PageSink, wajs: WaJs | None = None) -> None:
+        self.on_page = on_page
         self.wajs = wajs
         self._contexts: "weakref.WeakSet[Any]" = weakref.WeakSet()
         self._wajs_source: str | None = None
+        self._bridge_source: str | None = None
         self.received = 0
         self.sent = 0
+        self.ready_version: str | None = None
 
     def _wajs_script(self) -> str | None:
         if self.wajs is None:
             return None
         if self._wajs_source is None:
             source = self.wajs.path.read_text("utf-8")
-            self._wajs_source = (f"window.WPPConfig = Object.assign({json.dumps(WAJS_CONFIG)}, window.WPPConfig || {{}});\n"
-                                 f"if (!window.WPP) {{\n{source}\n}}\n")
+            self._wajs_source = (f"window.WPPConfig = Object.assign({json.dumps(WAJS_CONFIG)}, "
+                                 f"window.WPPConfig || {{}});\nif (!window.WPP) {{\n{source}\n}}\n")
         return self._wajs_source
 
-    async def attach(self, page: Any) -> None:
-        """``page``: a Playwright Page (its whole context gets the bridge, so pages opened later
-        — the storage flush reopens the tab — have it too). Safe to call twice."""
-        context = page.context
-        if context not in self._contexts:
-            self._contexts.add(context)
-            await context.expose_binding(BINDING, self._from_page)
-            wajs = self._wajs_script()
-            if wajs is not None:
-                await context.add_init_script(script=wajs)
-            await context.add_init_script(script=BRIDGE_JS)
-        # The page already open missed the init scripts: give it wa-js, then the bridge.
+    def _bridge_script(self) -> str:
+        if self._bridge_source is None:
+            self._bridge_source = bridge_source()
+        return self._bridge_source
+
+    async def attach_context(self, context: Any) -> None:
+        """Before any page of ``context`` loads: the binding and both init scripts, so the bridge
+        listens from the first script WhatsApp runs (no message lost right after a launch)."""
+        if context in self._contexts:
+            return
+        self._contexts.add(context)
+        await context.expose_binding(BINDING, self._from_page)
         wajs = self._wajs_script()
-        if wajs is not None and not page.is_closed():
-            await self._evaluate_script(page, wajs)
-        if not page.is_closed():
-            await self._evaluate_script(page, BRIDGE_JS)
+        if wajs is not None:
+            await context.add_init_script(script=wajs)
+        await context.add_init_script(script=self._bridge_script())
+
+    async def attach(self, page: Any) -> None:
+        """``page``: a Playwright Page. Its context gets the init scripts (pages opened later —
+        the storage flush reopens the tab — have them too); a page that was already open
+        gets them through the DevTools protocol. Safe to call twice."""
+        fresh = page.context not in self._contexts
+        await self.attach_context(page.context)
+        if fresh:
+            wajs = self._wajs_script()
+            if wajs is not None and not page.is_closed():
+                await self._evaluate_script(page, wajs)
+            if not page.is_closed():
+                await self._evaluate_script(page, self._bridge_script())
         log.info("message bridge attached (wa-js %s)", self.wajs.version if self.wajs else "not installed")
 
     async def _evaluate_script(self, page: Any, source: str) -> None:
@@ -295,21 +337,66 @@ class MessageBridge:
                     log.warning("ignored a malformed message from the page")
                     return
                 self.received += 1
-                self.on_message(payload)
+                self.on_page("message", payload)
+            elif kind == "ack":
+                ack = _clean_ack(data)
+                if ack is not None:
+                    self.on_page("ack", ack)
             elif kind == "bridge_ready":
                 info = data if isinstance(data, dict) else {}
+                self.ready_version = str(info.get("version", ""))[:40]
                 log.info("message bridge ready (%s)", "simulator" if info.get("simulated") else
-                         f"wa-js {str(info.get('version', ''))[:20]}")
+                         f"wa-js {self.ready_version}")
+                self.on_page("bridge_ready", {"version": self.ready_version,
+                                              "simulated": bool(info.get("simulated"))})
             elif kind == "bridge_error":
                 log.warning("message bridge: could not read a message (%s)", str(data)[:200])
         except Exception:  # never let a listener's bug reach Playwright's dispatcher
             log.exception("message listener failed")
 
-    async def status(self, page: Any) -> dict[str, Any] | None:
+    async def _call(self, page: Any, script: str, arg: Any = None, timeout: float = 10.0) -> Any:
+        if page is None or page.is_closed():
+            return None
         try:
-            return await asyncio.wait_for(page.evaluate(STATUS_JS), 5)
+            if arg is None:
+                return await asyncio.wait_for(page.evaluate(script), timeout)
+            return await asyncio.wait_for(page.evaluate(script, arg), timeout)
         except Exception:
             return None
+
+    async def status(self, page: Any) -> dict[str, Any] | None:
+        result = await self._call(page, STATUS_JS, timeout=5)
+        return result if isinstance(result, dict) else None
+
+    async def health(self, page: Any, timeout: float = 5.0) -> dict[str, Any] | None:
+        """The page's liveness view, or None when the page does not answer in ``timeout``."""
+        result = await self._call(page, HEALTH_JS, timeout=timeout)
+        return result if isinstance(result, dict) else None
+
+    async def chats(self, page: Any, limit: int = 100) -> list[dict[str, Any]] | None:
+        result = await self._call(page, CHATS_JS, limit, timeout=15)
+        return [c for c in result if isinstance(c, dict)] if isinstance(result, list) else None
+
+    async def quiet(self, page: Any, online: bool = False) -> bool:
+        """``WPP.conn.markUnavailable()`` (or markAvailable when the owner wants to show online)."""
+        result = await self._call(page, QUIET_JS, online)
+        return isinstance(result, dict) and bool(result.get("ok"))
+
+    async def replay(self, page: Any, *, since: int, cap: int, marks: dict[str, int],
+                     channels: bool = False) -> list[dict[str, Any]] | None:
+        """Unread messages newer than ``since`` (and than each chat's mark), at most ``cap``;
+        None when the page could not be asked."""
+        result = await self._call(page, REPLAY_JS, {"since": since, "cap": cap, "marks": marks,
+                                                    "channels": channels}, timeout=60)
+        if not isinstance(result, dict) or not result.get("ok"):
+            return None
+        out = []
+        for item in result.get("messages") or []:
+            payload = _clean(item)
+            if payload is not None:
+                payload["backfilled"] = True
+                out.append(payload)
+        return out
 
     async def send(self, page: Any, chat_id: str, text: str, timeout: float = SEND_TIMEOUT_SECONDS) -> dict[str, Any]:
         """Sends ``text`` to ``chat_id`` (already normalised). Returns {"id", "ack"}."""

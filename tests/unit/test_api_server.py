@@ -354,7 +354,9 @@ def test_event_stream_gets_state_and_messages_and_replays_after_reconnect(api: A
     service._fan_out(message(1))
     got = stream.events(3)
     assert [e["event"] for e in got] == ["state", "state", "message"]
-    assert got[1] == {"event": "state", "state": "connected", "account": "15550001234", "_id": got[1]["_id"]}
+    assert got[1] == {"event": "state", "state": "connected", "account": "15550001234", "_id": got[1]["_id"],
+                      "event_id": got[1]["event_id"]}
+    assert got[1]["event_id"].startswith("evt_") and got[1]["_id"].isdigit()
     assert got[2]["text"] == "text 1" and got[2]["from"] == "15557654321"
     last_id = got[2]["_id"]
     stream.close()

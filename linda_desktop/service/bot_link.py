@@ -1,0 +1,329 @@
+"""The service's side of the bot API (issue 14): the in-page bridge, catch-up after downtime, acks,
+a quiet phone and liveness. SessionService keeps thin delegations to this (its "bot API" section).
+
+Events go to the API listeners (``SessionService.subscribe``) as ``BotEvent``s:
+  message   a message WhatsApp added (ours too: ``from_me``); ``backfilled`` when it came from
+            the catch-up after a start/reconnect instead of the live event
+  ack       a sent message's ack changed (1 sent, 2 delivered, 3 read, 4 played, -1 failed)
+  liveness  a "connected but dead" episode: what was seen and what was done
+  bridge    the bridge became ready (version) or never did (rolled back)
+
+Nothing here may hurt the session: every failure is logged and swallowed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+log = logging.getLogger(__name__)
+
+HEALTH_EVERY_SECONDS = 15.0
+HEALTH_TIMEOUT_SECONDS = 10.0
+BRIDGE_READY_TIMEOUT_SECONDS = 90.0
+HEAL_BACKOFF_SECONDS = (30.0, 120.0, 600.0)
+
+
+@dataclass(frozen=True)
+class BotEvent:
+    kind: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"event": self.kind, **self.data}
+
+
+@dataclass
+class LivenessEpisode:
+    """A "connected but dead" finding. ``why``: health_timeout, health_failed, stream, silent."""
+
+    why: str
+    detail: str
+    since: float
+    action: str = "none"          # reload | restart_browser | reported
+
+
+Marks = Callable[[], dict[str, int]]
+Healer = Callable[[LivenessEpisode], Awaitable[None]]
+
+
+class BotLink:
+    """One per SessionService. ``service`` is used for: settings, paths, state, the page, its
+    lock, ``_fan_out``, ``meta.record``, ``_notice``, ``_close_page``."""
+
+    def __init__(self, service: Any) -> None:
+        self.service = service
+        self.enabled = False
+        self.bridge: Any = None            # browser.messaging.MessageBridge
+        self.marks: Marks = dict
+        self.healer: Healer | None = None  # set by whoever heals (default: reload, then restart)
+        self.last_frame = time.monotonic()
+        self.ready = False
+        self.connected_since: float | None = None
+        self.episodes: list[dict[str, Any]] = []
+        self.replays = 0
+        self.replayed = 0
+        self.quiet_ok: bool | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._watched: Any = None
+        self._heal_streak = 0
+        self._last_heal = 0.0
+        self._ready_deadline: float | None = None
+
+    # ------------------------------------------------------------------ settings
+    def _setting(self, name: str, default: Any) -> Any:
+        return getattr(self.service.settings, name, default)
+
+    @property
+    def bridge_dir(self) -> Path:
+        return Path(self.service.paths.data) / "bridge"
+
+    # ------------------------------------------------------------------ attach
+    def _ensure_bridge(self) -> Any:
+        if self.bridge is None:
+            from linda_desktop.browser.messaging import MessageBridge, find_wajs
+
+            self.bridge = MessageBridge(self._on_page, find_wajs(self.bridge_dir))
+        return self.bridge
+
+    async def attach_context(self, context: Any) -> None:
+        """Before the first navigation (the page's scripts have not run yet)."""
+        if not self.enabled:
+            return
+        try:
+            await self._ensure_bridge().attach_context(context)
+        except Exception as exc:
+            log.warning("message bridge not attached: %s", exc)
+
+    async def attach(self, page: Any) -> None:
+        """``page``: the service's WhatsAppPage, already started."""
+        if not self.enabled:
+            return
+        try:
+            bridge = self._ensure_bridge()
+            if page.page is not None:
+                await bridge.attach(page.page)
+                self._watch(page.page)
+            self.ready = False
+            self._ready_deadline = time.monotonic() + float(self._setting("bridge_ready_seconds",
+                                                                          BRIDGE_READY_TIMEOUT_SECONDS))
+        except Exception as exc:  # the session must not suffer from the bot bridge
+            log.warning("message bridge not attached: %s", exc)
+
+    def _watch(self, page: Any) -> None:
+        """Frames: every WebSocket frame and finished request counts as a sign of life."""
+        if self._watched is page:
+            return
+        self._watched = page
+        self.last_frame = time.monotonic()
+
+        def alive(*_args: Any) -> None:
+            self.last_frame = time.monotonic()
+
+        def on_socket(ws: Any) -> None:
+            ws.on("framereceived", alive)
+        try:
+            page.on("websocket", on_socket)
+            page.on("requestfinished", alive)
+        except Exception:
+            log.debug("cannot watch page traffic")
+
+    # ------------------------------------------------------------------ from the page
+    def _on_page(self, kind: str, data: dict[str, Any]) -> None:
+        self.last_frame = time.monotonic()
+        if kind == "message":
+            self._emit_message(data)
+        elif kind == "ack":
+            self.service._fan_out(BotEvent("ack", data))
+        elif kind == "bridge_ready":
+            self.ready = True
+            self._ready_deadline = None
+            self.service._fan_out(BotEvent("bridge", {"state": "ready", **data}))
+            if self.service.state.value == "connected":
+                self._spawn(self.after_connect())
+
+    def _emit_message(self, data: dict[str, Any]) -> None:
+        chat = data.get("chat_id") or ""
+        if chat.endswith("@newsletter") and not self._setting("bot_channels", False):
+            return
+        self.service._fan_out(BotEvent("message", data))
+
+    # ------------------------------------------------------------------ on state changes
+    def on_state(self, state: str) -> None:
+        """Called by the service after each state change (on its loop)."""
+        if not self.enabled:
+            return
+        if state == "connected":
+            self.connected_since = time.monotonic()
+            self.last_frame = time.monotonic()
+            self._spawn(self.after_connect())
+            self._spawn(self._monitor())
+        else:
+            self.connected_since = None
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def after_connect(self) -> None:
+        """After every connect: the quiet phone, then the catch-up."""
+        page = self._page()
+        if page is None or self.bridge is None:
+            return
+        for _ in range(40):  # the bridge becomes ready a moment after the page connects
+            if self.ready:
+                break
+            await asyncio.sleep(0.25)
+            page = self._page()
+            if page is None:
+                return
+        online = bool(self._setting("show_online", False))
+        self.quiet_ok = await self.bridge.quiet(page, online)
+        if not online and not self.quiet_ok:
+            log.info("could not mark the device unavailable (wa-js has no markUnavailable here)")
+        await self.replay()
+
+    async def replay(self) -> int:
+        """Emit what arrived while we were away (deduplicated downstream by message id)."""
+        page = self._page()
+        if page is None or self.bridge is None:
+            return 0
+        window_h = float(self._setting("replay_window_hours", 24.0))
+        cap = int(self._setting("replay_max_messages", 500))
+        try:
+            marks = self.marks()
+        except Exception:
+            log.exception("replay marks unavailable")
+            marks = {}
+        since = int(time.time() - window_h * 3600)
+        messages = await self.bridge.replay(page, since=since, cap=cap, marks=marks,
+                                            channels=bool(self._setting("bot_channels", False)))
+        if messages is None:
+            return 0
+        self.replays += 1
+        self.replayed += len(messages)
+        if messages:
+            log.info("catch-up: %d message(s) that arrived while away", len(messages))
+        for payload in messages:
+            self._emit_message(payload)
+        return len(messages)
+
+    # ------------------------------------------------------------------ liveness
+    def _page(self) -> Any:
+        page = self.service._page
+        return page.page if page is not None and page.page is not None and not page.page.is_closed() else None
+
+    async def _monitor(self) -> None:
+        every = float(self._setting("liveness_check_seconds", HEALTH_EVERY_SECONDS))
+        while self.service.state.value == "connected" and not self.service.stopping:
+            await asyncio.sleep(every)
+            if self.service.state.value != "connected":
+                return
+            episode = await self.check()
+            if episode is not None:
+                await self._heal(episode)
+                return  # a fresh monitor starts at the next "connected"
+
+    async def check(self) -> LivenessEpisode | None:
+        """One liveness check while the UI says connected; None when all is well."""
+        self._check_bridge_ready()
+        page = self._page()
+        if page is None or self.bridge is None:
+            return None
+        now = time.monotonic()
+        silence = float(self._setting("liveness_silence_seconds", 120.0))
+        health = await self.bridge.health(page, timeout=HEALTH_TIMEOUT_SECONDS)
+        if health is None:
+            return LivenessEpisode("health_timeout", f"the page did not answer in {HEALTH_TIMEOUT_SECONDS:g} s", now)
+        if not health.get("ok", True):
+            return LivenessEpisode("health_failed", str(health.get("error") or "")[:200], now)
+        stream = health.get("stream") or {}
+        info = str(stream.get("info") or "").upper() if isinstance(stream, dict) else ""
+        if info and info not in ("NORMAL", "SYNCING", "RESUMING", "PAIRING"):
+            return LivenessEpisode("stream", f"stream is {info[:40]}", now)
+        quiet_for = now - self.last_frame
+        if quiet_for > silence:
+            return LivenessEpisode("silent", f"no frames or events for {quiet_for:.0f} s", now)
+        return None
+
+    def _check_bridge_ready(self) -> None:
+        """A bridge that never becomes ready: when it is one `update-bridge` fetched, mark it bad
+        so the next browser start uses the previous one."""
+        if self.ready or self._ready_deadline is None or time.monotonic() < self._ready_deadline:
+            return
+        self._ready_deadline = None
+        wajs = getattr(self.bridge, "wajs", None)
+        rolled = False
+        if wajs is not None and getattr(wajs, "source", "") == "update":
+            from linda_desktop.browser.bridge_files import mark_bad
+
+            rolled = mark_bad(self.bridge_dir, wajs.version)
+        version = wajs.version if wajs is not None else None
+        log.warning("message bridge (wa-js %s) did not become ready%s", version,
+                    "; rolled back to the previous build for the next start" if rolled else "")
+        self.service.meta.record("bridge_not_ready", version=version, rolled_back=rolled)
+        self.service._fan_out(BotEvent("bridge", {"state": "not_ready", "version": version, "rolled_back": rolled}))
+
+    async def _heal(self, episode: LivenessEpisode) -> None:
+        now = time.monotonic()
+        if now - self._last_heal > HEAL_BACKOFF_SECONDS[-1] * 2:
+            self._heal_streak = 0
+        self._heal_streak += 1
+        self._last_heal = now
+        if self.healer is not None:
+            episode.action = "reported"
+            self._record(episode)
+            await self.healer(episode)
+            return
+        # Default heal: reload the page first, then restart the browser (the supervisor relaunches
+        # a closed page with its own back-off).
+        delay = HEAL_BACKOFF_SECONDS[min(self._heal_streak - 1, len(HEAL_BACKOFF_SECONDS) - 1)]
+        episode.action = "reload" if self._heal_streak == 1 else "restart_browser"
+        self._record(episode)
+        lock = self.service._lock
+        try:
+            if lock is None:
+                return
+            async with lock:
+                page = self.service._page
+                if page is None:
+                    return
+                if episode.action == "reload":
+                    await page.reload()
+                else:
+                    await self.service._close_page()
+        except Exception:
+            log.exception("liveness heal failed")
+        self._spawn(self._cool_down(delay))
+
+    async def _cool_down(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+
+    def _record(self, episode: LivenessEpisode) -> None:
+        entry = {"why": episode.why, "detail": episode.detail, "action": episode.action, "at": time.time()}
+        self.episodes = [*self.episodes[-19:], entry]
+        log.warning("connected but dead (%s: %s); %s", episode.why, episode.detail, episode.action)
+        try:
+            self.service.meta.record("liveness", why=episode.why, detail=episode.detail, action=episode.action)
+        except Exception:
+            log.exception("could not record the liveness episode")
+        self.service._fan_out(BotEvent("liveness", entry))
+        try:
+            self.service._notice("liveness", f"WhatsApp looked connected but nothing came through ({episode.why}); "
+                                             f"{episode.action.replace('_', ' ')}")
+        except Exception:
+            log.debug("no notice for the liveness episode")
+
+    # ------------------------------------------------------------------ status
+    def status(self) -> dict[str, Any]:
+        wajs = getattr(self.bridge, "wajs", None)
+        return {"enabled": self.enabled, "bridge_ready": self.ready,
+                "wajs": {"version": wajs.version, "source": wajs.source} if wajs is not None else None,
+                "quiet": self.quiet_ok, "replays": self.replays, "replayed": self.replayed,
+                "liveness_episodes": self.episodes[-5:],
+                "seconds_since_traffic": round(time.monotonic() - self.last_frame, 1)}
