@@ -51,14 +51,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", parents=[common], help="run the session service without a tray (servers, terminals)")
     run.add_argument("--json", action="store_true", help="print one JSON object per line for every event")
+    run.add_argument("--phone", metavar="NUMBER",
+                     help="link with a pairing code for this number (country code first) instead of the QR")
 
     status = sub.add_parser("status", parents=[common], help="what the session is and has been")
     status.add_argument("--json", action="store_true")
     sub.add_parser("backup", parents=[common], help="take an encrypted backup of the session now")
     backups = sub.add_parser("backups", parents=[common], help="list the backups")
     backups.add_argument("--json", action="store_true")
-    restore = sub.add_parser("restore", parents=[common], help="restore a backup (the newest when no ID)")
+    restore = sub.add_parser("restore", parents=[common],
+                             help="restore a backup (without an ID: the newest one that verifies)")
     restore.add_argument("id", nargs="?", metavar="ID")
+    verify = sub.add_parser("verify", parents=[common],
+                            help="check every backup, or one, without touching the session (exit 1 if any fails)")
+    verify.add_argument("id", nargs="?", metavar="ID")
+    verify.add_argument("--json", action="store_true")
     sub.add_parser("relink", parents=[common],
                    help="clear the live session (archived; backups are kept) and link again with a QR code")
     imp = sub.add_parser("import", parents=[common], help="import a whatsapp-web.js LocalAuth session folder")
@@ -143,7 +150,8 @@ def dispatch(args: argparse.Namespace) -> int:
     if command is None:
         return app.run_tray_app(paths, wa_url=wa_url, browser=browser, background=args.background)
     if command == "run":
-        return app.run_headless(paths, wa_url=wa_url, browser=browser, json_lines=args.json)
+        return app.run_headless(paths, wa_url=wa_url, browser=browser, json_lines=args.json,
+                                pairing_phone=args.phone)
     handler = COMMANDS[command]
     return handler(args, app.Context(paths=paths, wa_url=wa_url, browser=browser))
 
@@ -179,13 +187,38 @@ def cmd_backups(args: argparse.Namespace, ctx: Any) -> int:
         return 0
     for item in items:
         mark = "  (last known good)" if item.get("known_good") else ""
+        if item.get("key_matches") is False:
+            mark += "  (made with another key: kept, cannot be opened with this one)"
         print(f"{item['id']}  {item['created_at']}  {item['size'] / 1_000_000:7.1f} MB  {item['reason']}{mark}")
+    if any(item.get("key_matches") is None for item in items):
+        print("The backup key is not available (no unlocked keyring or passphrase): these backups are kept, "
+              "but cannot be opened, verified or restored without it.")
     return 0
 
 
 def cmd_restore(args: argparse.Namespace, ctx: Any) -> int:
     result = ctx.restore(args.id)
-    print(f"Restored backup {result['restored']}." + (f" Session: {result['state']}." if result.get("state") else ""))
+    for skipped in result.get("skipped") or []:
+        print(f"Skipped backup {skipped['id']}: {skipped['error']}")
+    which = " (the newest one that verifies)" if not args.id else ""
+    print(f"Restored backup {result['restored']}{which}."
+          + (f" Session: {result['state']}." if result.get("state") else ""))
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace, ctx: Any) -> int:
+    results = ctx.verify(args.id)
+    if args.json:
+        _print_json(results)
+    elif not results:
+        print("No backups yet.")
+    for item in results if not args.json else []:
+        print(f"ok      {item['id']}" if item["ok"] else f"FAILED  {item['id']}: {item['error']}")
+    failed = [item["id"] for item in results if not item["ok"]]
+    if failed:
+        print(f"linda-desktop: {len(failed)} of {len(results)} backup(s) failed verification: {', '.join(failed)}",
+              file=sys.stderr)
+        return 1
     return 0
 
 
@@ -268,6 +301,7 @@ COMMANDS = {
     "backup": cmd_backup,
     "backups": cmd_backups,
     "restore": cmd_restore,
+    "verify": cmd_verify,
     "relink": cmd_relink,
     "import": cmd_import,
     "autostart": cmd_autostart,
