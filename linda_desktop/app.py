@@ -253,11 +253,11 @@ class Context:
             raise AlreadyRunning("Linda Desktop is starting up with this data folder", "try again in a few seconds")
         return instance
 
-    def _store(self) -> Any:
+    def _store(self, *, create: bool = True) -> Any:
         from linda_desktop.session.backup import BackupStore
         from linda_desktop.session.keystore import KeyStore
 
-        key = KeyStore(self.paths.passphrase_file).load_key(create=True)
+        key = KeyStore(self.paths.passphrase_file).load_key(create=create)
         settings = Settings.load(self.paths.settings_file)
         return BackupStore(self.paths.backups, key, keep=settings.keep_backups, work_dir=self.paths.work)
 
@@ -276,9 +276,26 @@ class Context:
         from linda_desktop.session.backup import list_backups
 
         running, remote = self._remote({"cmd": "backups"}, timeout=30)
+        if running and remote:
+            return remote
+        # Stopped, or running without a key (it then lists none): list what is on disk. With the
+        # key at hand key_matches is checked; without it, it is None ("cannot be opened").
+        key = None
+        if not running:
+            from linda_desktop.session.keystore import KeyStore
+
+            try:
+                key = KeyStore(self.paths.passphrase_file).load_key(create=False)
+            except LindaError:
+                key = None
+        return [b.to_json() for b in list_backups(self.paths.backups, key)]
+
+    def verify(self, backup_id: str | None) -> list[dict[str, Any]]:
+        """Check every backup (or one) without touching the profile: [{"id", "ok", "error"}]."""
+        running, remote = self._remote({"cmd": "verify", "id": backup_id})
         if running:
             return remote
-        return [b.to_json() for b in list_backups(self.paths.backups)]
+        return self._store(create=False).verify_all(backup_id)
 
     def backup(self) -> dict[str, Any]:
         from linda_desktop import __version__
@@ -313,14 +330,16 @@ class Context:
             if profile.find_browser_processes(self.paths.profile):
                 raise ProfileInUse("A browser still has the session open", "quit it (or Linda Desktop) first")
             store = self._store()
-            target = store.get(backup_id) if backup_id else store.newest()
-            if target is None:
-                raise NoBackups("There are no backups to restore", "take one with `linda-desktop backup`")
+            skipped: list[dict[str, Any]] = []
+            if backup_id:
+                target = store.get(backup_id)
+            else:
+                target, skipped = store.newest_verified()  # skips damaged / other-key ones, says which
             store.restore(target.id, self.paths.profile)
             meta = SessionStateStore(self.paths.state_file)
             meta.record("backup_restore", id=target.id, why="requested by the owner")
             meta.clear_revoked()
-            return {"restored": target.id, "state": None}
+            return {"restored": target.id, "state": None, "skipped": skipped}
         finally:
             instance.release()
 

@@ -636,10 +636,12 @@ class SessionService:
         async def work() -> dict[str, Any]:
             if await self._store_ready() is None:
                 raise self._key_error or KeyringUnavailable("Backups are off", "set up a keyring")
-            target = self._store.get(backup_id) if backup_id else self._store.newest()
-            if target is None:
-                raise NoBackups("There are no backups to restore", "take one with `linda-desktop backup`")
-            self._store.verify(target.id)  # refuse before touching the live session
+            skipped: list[dict[str, Any]] = []
+            if backup_id:
+                target = self._store.get(backup_id)
+                await asyncio.to_thread(self._store.verify, target.id)  # refuse before touching the live session
+            else:  # the newest backup that verifies; the newer ones that do not are named
+                target, skipped = await asyncio.to_thread(self._store.newest_verified)
             if self._was_connected and self._page is not None:
                 await self._backup("pre-restore", hot=True)
             await self._close_page()
@@ -651,7 +653,7 @@ class SessionService:
                 await self._on_connected(snap, restored_from=target.id, resumed=True)
             else:
                 await self._apply(snap)
-            return {"restored": target.id, "state": self.state.value}
+            return {"restored": target.id, "state": self.state.value, "skipped": skipped}
         return await self._command(work)
 
     async def relink(self) -> None:
