@@ -1,73 +1,98 @@
-"""Pure decisions of the recovery order (DESIGN.md §4), kept apart so they are easy to test.
+"""Pure decisions of the recovery order (DESIGN.md §4): what a logout means, which backups may be used.
 
 Why the order matters: WhatsApp's keys move forward with every message, so the newest verified
-backup is tried first; an older known-good one only when the live profile was found damaged; and
-no backup at all once the phone has removed this device (its backups are revoked too).
+backup is tried first; an older generation only when the page rejected the newest for a local
+cause (a kill during a key rotation leaves a structurally perfect profile the server refuses);
+and no backup at all once the phone has removed this device (its backups are revoked too).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import enum
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Iterable, Protocol
+from typing import Protocol, TypeVar
 
-# Logout reasons that point at broken local storage rather than the phone removing the device
-# (whatsapp-web-reference.md). A backup can help with these; it cannot with a server-side removal.
-LOCAL_LOGOUT_REASONS = frozenset({
-    "storage_quota_exceeded",
-    "missing_enc_salt",
-    "web_fail_storage_initialization",
-    "client_version_outdated",
+from linda_desktop.base.events import LogoutInfo
+
+
+class Cause(str, enum.Enum):
+    """What a logout means for us (whatsapp-web-reference.md §3)."""
+
+    LOCAL = "local"        # local storage broke: a backup may bring it back (newest, then one older)
+    REMOVED = "removed"    # the phone or WhatsApp removed this computer: link again, no restore
+    LOCKED = "locked"      # the account is locked: say so, no restore, no QR loop
+    SYNC = "sync"          # the session could not sync (codes 1, 2): one restore, then link
+    UNKNOWN = "unknown"    # no reason given: one restore of the newest, then link
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# In-page string reasons (WAWebLogoutReason, wa-js enums/LogoutReason.ts).
+LOCAL_REASONS = frozenset({
+    "web_fail_add_chat", "web_fail_enc_salt", "web_fail_offline_resume", "web_fail_storage_initialization",
+    "missing_enc_salt", "missing_screen_lock_salt", "storage_quota_exceeded", "cache_storage_open_failed",
 })
+REMOVED_REASONS = frozenset({
+    "user_initiated", "unknown_companion", "invalid_adv_status", "md_opt_out", "primary_identity_key_change",
+})
+LOCKED_REASONS = frozenset({"account_locked"})
+SYNC_REASONS = frozenset({
+    "syncd_failure", "syncd_error_during_bootstrap", "account_sync_error", "syncd_timeout",
+    "critical_sync_timeout", "history_sync_timeout",
+})
+# URL codes (``logout_reason=<n>``), the fallback when the string reason was not captured.
+CODE_CAUSES = {"0": Cause.LOCAL, "1": Cause.SYNC, "2": Cause.SYNC, "3": Cause.LOCKED}
 
-MAX_RESTORES_PER_RECOVERY = 2
+# At most this many restores for one logout, by cause (never loop through every backup).
+MAX_RESTORES = {Cause.LOCAL: 2, Cause.SYNC: 1, Cause.UNKNOWN: 1, Cause.REMOVED: 0, Cause.LOCKED: 0}
+
+
+def classify_logout(info: LogoutInfo | None, *, damaged: bool = False) -> Cause:
+    """The cause of a logout: the in-page reason first, the URL code as the fallback.
+
+    ``damaged``: start-up found the profile's session data damaged, so a logout that names no
+    cause is local damage, not the phone's doing. Reasons outside the table
+    (``client_version_outdated``, ``lid_migration_*``, …) get one restore, like no reason."""
+    reason = (info.reason or "").strip().lower() if info else ""
+    code = (info.code or "").strip() if info else ""
+    if reason in LOCAL_REASONS:
+        return Cause.LOCAL
+    if reason in REMOVED_REASONS:
+        return Cause.REMOVED
+    if reason in LOCKED_REASONS:
+        return Cause.LOCKED
+    if reason in SYNC_REASONS:
+        return Cause.SYNC
+    if not reason and code in CODE_CAUSES:
+        return CODE_CAUSES[code]
+    return Cause.LOCAL if damaged else Cause.UNKNOWN
 
 
 class BackupLike(Protocol):
     id: str
     created_at: datetime
     known_good: bool
+    key_matches: bool
 
 
-def classify_logout(reason: str | None) -> str:
-    """'local' (storage broke: a backup may help), 'remote' (the phone removed us), or 'unknown'."""
-    if not reason:
-        return "unknown"
-    return "local" if reason.strip().lower() in LOCAL_LOGOUT_REASONS else "remote"
+B = TypeVar("B", bound=BackupLike)
 
 
-def usable_backups(backups: Iterable[BackupLike], revoked_before: datetime | None) -> list[BackupLike]:
-    """Backups that may still hold a live session: those made after the last known removal."""
-    items = sorted(backups, key=lambda b: b.created_at, reverse=True)
+def usable_backups(backups: Iterable[B], revoked_before: datetime | None) -> list[B]:
+    """Backups that may still hold a live session, newest first: made with our key and after
+    the last certain removal by the phone."""
+    items = sorted((b for b in backups if b.key_matches), key=lambda b: (b.created_at, b.id), reverse=True)
     if revoked_before is None:
         return items
     return [b for b in items if b.created_at > revoked_before]
 
 
-@dataclass
-class RecoveryAttempt:
-    """How far one recovery has gone; guards the 'never more than two restores' rule."""
-
-    profile_damaged: bool = False
-    restores_done: int = 0
-    tried: tuple[str, ...] = ()
-
-    def next_candidates(self, backups: list[BackupLike]) -> list[BackupLike]:
-        """Backups to try next, best first; empty when recovery must stop and ask for a QR.
-
-        First restore: the newest usable backups (an unreadable one is skipped for the next).
-        Second restore: only when the live profile had been found damaged, the last known-good
-        one, and only if it is not what was already tried.
-        """
-        if self.restores_done >= MAX_RESTORES_PER_RECOVERY:
-            return []
-        fresh = [b for b in backups if b.id not in self.tried]
-        if self.restores_done == 0:
-            return fresh
-        if not self.profile_damaged:
-            return []
-        return [b for b in fresh if b.known_good]
-
-    def record(self, backup_id: str) -> None:
-        self.restores_done += 1
-        self.tried = (*self.tried, backup_id)
+def next_candidates(backups: Iterable[B], revoked_before: datetime | None, tried: Iterable[str]) -> list[B]:
+    """What the next restore may use, best first: usable backups not tried in this recovery and
+    older than every one the page rejected (an unreadable one is skipped for the next)."""
+    done = set(tried)
+    usable = usable_backups(backups, revoked_before)
+    last_rejected = max((i for i, b in enumerate(usable) if b.id in done), default=-1)
+    return usable[last_rejected + 1:]
