@@ -807,13 +807,17 @@ class BackupStore:
                         entries.append(dict(prev))
                         continue
                     sha, size, parts = hashlib.sha256(), 0, []
+                    piece_shas: list[str] = []
                     while True:
                         piece = handle.read(PIECE_SIZE)
                         if not piece:
                             break
-                        sha.update(piece)
+                        digest = hashlib.sha256(piece).digest()
+                        piece_shas.append(digest.hex())
+                        if st.st_size > PIECE_SIZE:  # one piece: its SHA-256 is the file's
+                            sha.update(piece)
                         size += len(piece)
-                        name = keys.name(piece)
+                        name = keys.name_of_digest(digest)
                         stored = sizes.get(name)
                         if stored is None:
                             stored = chunks.stored_size(name)
@@ -827,7 +831,10 @@ class BackupStore:
                             new_bytes += stored
                         sizes[name] = stored
                         parts.append([name, len(piece), stored])
-                entries.append({"path": rel, "size": size, "sha256": sha.hexdigest(), "mtime_ns": st.st_mtime_ns,
+                if len(piece_shas) > 1 and st.st_size <= PIECE_SIZE:
+                    raise StorageError("A session file grew while it was being backed up", "Back up again")
+                file_sha = piece_shas[0] if len(piece_shas) == 1 and st.st_size <= PIECE_SIZE else sha.hexdigest()
+                entries.append({"path": rel, "size": size, "sha256": file_sha, "mtime_ns": st.st_mtime_ns,
                                 "ino": st.st_ino, "chunks": parts})
             chunks.sync()  # every chunk durable before the manifest that names them
             manifest["files"] = entries

@@ -9,8 +9,9 @@ Layout inside ``backups/``::
   IndexedDB blobs are written once and never changed, so one chunk per file deduplicates them
   exactly with no content-defined chunking cost; the files that do change (logs, MANIFEST,
   CURRENT, Cookies) are small and are simply stored again when they differ.
-- ``name`` = HMAC-SHA256(name key, plaintext) in hex: equal content, equal name, and without the
-  key a name tells nothing about the content. Keys come from the backup key by HKDF-SHA256.
+- ``name`` = HMAC-SHA256(name key, SHA-256(plaintext)) in hex: equal content, equal name, and
+  without the key a name tells nothing about the content. (The SHA-256 is the one the manifest
+  records for a file of one piece, so naming costs no second pass over the data.) Keys come from the backup key by HKDF-SHA256.
 - A chunk file = version u8 | nonce(12) | AES-256-GCM(chunk key, body), associated data = the
   chunk's name, so one chunk cannot stand in for another. Body = deflate-or-raw (crypto.pack_body).
 - Chunks live under the public fingerprint of the key that made them (``key_id``): garbage
@@ -105,7 +106,12 @@ class ChunkKeys:
         )
 
     def name(self, data: bytes) -> str:
-        return hmac.new(self.name_key, data, hashlib.sha256).hexdigest()
+        """The chunk name of ``data``: HMAC-SHA256(name key, SHA-256(data)), in hex."""
+        return self.name_of_digest(hashlib.sha256(data).digest())
+
+    def name_of_digest(self, digest: bytes) -> str:
+        """The name from the data's SHA-256 (computed anyway for the manifest: no second pass)."""
+        return hmac.new(self.name_key, digest, hashlib.sha256).hexdigest()
 
 
 # --------------------------------------------------------------------------------------------
