@@ -27,7 +27,7 @@ from linda_desktop.session.profile import find_browser_processes
 from linda_desktop.ui.icons import ICON_KEYS, icons_dir
 from tests.e2e.harness import CHROMIUM, REPO, cli, write_settings
 from tests.integration.conftest import kill_browsers_under
-from tests.screenshots.shoot import APP_CLASS, TOOLS, Desktop, stop
+from tests.screenshots.shoot import APP_CLASS, SCREEN, TOOLS, Desktop, stop
 from tests.whatsapp_sim.control import Simulator
 from tests.sim_fixtures import ACCOUNT, steady_sim  # noqa: F401  (the `sim` fixture)
 
@@ -243,3 +243,67 @@ def drive(desk: Desktop, launcher: Launcher, icons: TrayIconReader, log: LogWatc
     second.send_signal(signal.SIGTERM)  # like an OS log-off
     assert second.wait(60) == 0, errors.read_text()[-2000:]
     assert len([b for b in list_backups(paths.backups) if b.reason == "exit"]) == 2
+
+
+# ---------------------------------------------------------------------- the passkey step (issue 11)
+
+def chromium_windows_on_screen(desk: Desktop) -> list[tuple[int, int, int, int]]:
+    """Real Chromium windows whose top-left corner is on the screen (the hidden one is far off)."""
+    boxes = [desk.geometry(wid) for wid in desk.windows(**{"class": "chromium"})]
+    return [b for b in boxes if b[2] > 200 and b[3] > 200 and 0 <= b[0] < SCREEN[0] and 0 <= b[1] < SCREEN[1]]
+
+
+def test_tray_app_finishes_a_passkey_link_in_the_browser_window_that_showed_the_qr(tmp_path: Path):
+    """Scan, the passkey screen, the same browser window comes on screen beside the QR window,
+    Continue, Chrome's passkey request answered by a virtual authenticator, the code confirmed,
+    connected (the QR window closes by itself), back to headless; one browser process, no second QR."""
+    from linda_desktop.system.processes import main_browser_pid
+    from tests.e2e.test_passkey_link import OwnerHands, cdp_browser_wrapper, is_headless
+
+    data = tmp_path / "data"
+    write_settings(data, flush_delay_seconds=2)
+    paths = resolve_paths(data)
+    sim = Simulator(None, tmp_path / "sim", url_host="localhost", loading_seconds=0.3, first_qr_seconds=60,
+                    qr_interval=30, passkey=True, passkey_phone_seconds=0.5, account=ACCOUNT).start()
+    argv = [sys.executable, "-m", "linda_desktop", "--data-dir", str(data), "--wa-url", sim.url,
+            "--browser", str(cdp_browser_wrapper(tmp_path / "bin"))]
+    log = LogWatch(paths.log_file)
+    scratch = tmp_path / "desk"
+    scratch.mkdir()
+    try:
+        with Desktop(scratch) as desk:
+            launcher = Launcher(desk, argv, scratch)
+            try:
+                app, errors = launcher.start()
+                until("the QR window", lambda: desk.windows(name=QR_TITLE), 40, proc=app, errors=errors)
+                until("a QR code in the log", lambda: log.find(r"state starting -> needs_link"), 20, proc=app)
+                pid = until("the browser", lambda: main_browser_pid(paths.profile), 20)
+                assert not is_headless(pid) and chromium_windows_on_screen(desk) == []  # a window, out of sight
+                with OwnerHands(paths.profile, sim.url) as hands:
+                    hands.add_passkey()
+                    sim.link()  # the phone scans the code in the QR window
+                    until("the passkey step", lambda: log.find(r"state needs_link \(passkey"), 20, proc=app)
+                    window = until("the WhatsApp window on screen", lambda: chromium_windows_on_screen(desk), 15)
+                    assert desk.windows(name=QR_TITLE), "the QR window must stay to explain the step"
+                    assert main_browser_pid(paths.profile) == pid
+                    hands.click("shortcake_passkey_continue_button")
+                    until("the code to match", lambda: sim.passkey_stage() == "code_matching", 20)
+                    hands.click("shortcake_code_confirm_button")
+                    until("the QR window to close by itself", lambda: not desk.windows(name=QR_TITLE), 30, proc=app)
+                    until("connected in the log", lambda: log.find(r"state needs_link -> connected"), 10)
+                    assert main_browser_pid(paths.profile) == pid  # one browser process served the whole link
+                text = log.text()
+                before, _, after = text.partition("state needs_link (passkey")
+                assert "new QR code shown" in before and "new QR code shown" not in after, "a second QR"
+                assert "link_expired" not in after
+                until("the link backup", lambda: log.find(r"backup \S+ \(link\)"), 60, proc=app)
+                until("a headless browser", lambda: is_headless(main_browser_pid(paths.profile)), 30)
+                assert chromium_windows_on_screen(desk) == []
+                assert sim.devices()["devices"][0]["status"] == "active"
+                quit_from_the_tray_menu(desk)
+                assert app.wait(60) == 0, errors.read_text()[-2000:]
+            finally:
+                launcher.stop_all()
+    finally:
+        sim.stop()
+        kill_browsers_under(tmp_path)
