@@ -7,18 +7,16 @@ fixture is named ``sim``.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
-from tests.whatsapp_sim.control import Simulator, free_port
+from tests.plugins.fixtures import SimulatorFactory
+from tests.whatsapp_sim.control import Simulator
 
 ACCOUNT = "31612345678"  # digits, as WhatsApp stores it (last-wid-md)
 
 
 @pytest.fixture(name="sim")
-def steady_sim(tmp_path: Path) -> Iterator[Simulator]:
-    with Simulator(free_port(), tmp_path / "sim", loading_seconds=0.3, first_qr_seconds=1,
-                   qr_interval=30, qr_count=5, account=ACCOUNT) as simulator:
-        yield simulator
+def steady_sim(make_simulator: SimulatorFactory) -> Iterator[Simulator]:
+    yield make_simulator(loading_seconds=0.3, first_qr_seconds=1, qr_interval=30, qr_count=5, account=ACCOUNT)

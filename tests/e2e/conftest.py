@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from typing import Iterator
 
@@ -8,12 +7,8 @@ import pytest
 
 from tests.e2e import harness
 from tests.e2e.harness import AppProcess, write_settings
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.plugins.fixtures import SimulatorFactory
+from tests.whatsapp_sim.control import Simulator
 
 
 @pytest.fixture(autouse=True)
@@ -40,17 +35,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 @pytest.fixture
-def sim(tmp_path: Path) -> Iterator["object"]:
+def sim(make_simulator: SimulatorFactory) -> Simulator:
     """A WhatsApp Web simulator on a fixed port for this test (kept across its restarts)."""
-    from tests.whatsapp_sim.control import Simulator
-
-    simulator = Simulator(free_port(), tmp_path / "sim-state", loading_seconds=0.3, qr_interval=3,
-                          first_qr_seconds=5)
-    simulator.start()
-    try:
-        yield simulator
-    finally:
-        simulator.stop()
+    return make_simulator(loading_seconds=0.3, qr_interval=3, first_qr_seconds=5)
 
 
 @pytest.fixture

@@ -14,12 +14,13 @@ import contextlib
 import json
 import os
 import secrets
-import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterator
+
+from tests.plugins.fixtures import free_port
 
 CHROMIUM = os.environ.get("LINDA_BROWSER", "/usr/bin/chromium")
 ARGS = [
@@ -126,13 +127,6 @@ async function readAll() {
 }
 </script></body></html>
 """.replace("__DB__", DB_NAME)
-
-
-def free_port() -> int:
-    """A TCP port that was free a moment ago on 127.0.0.1."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -1,0 +1,1 @@
+"""pytest plugins shared by every test suite (loaded by tests/conftest.py)."""
