@@ -12,17 +12,18 @@ import json
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from linda_desktop.base.errors import AlreadyRunning, LindaError, NoBackups, ProfileInUse
 from linda_desktop.base.events import Event, Notice, NoticeKind, QrCode, StateChanged
+from linda_desktop.base.paths import AppPaths
+from linda_desktop.base.settings import Settings
 from linda_desktop.service.control import ControlHandler
 from linda_desktop.service.session_service import SessionService
 from linda_desktop.system.single_instance import ControlClient, InstanceLock, connect_to_running, start_or_connect
-from linda_desktop.base.settings import Settings
-from linda_desktop.base.paths import AppPaths
 
 log = logging.getLogger(__name__)
 
@@ -220,8 +221,8 @@ def run_tray_app(paths: AppPaths, *, wa_url: str, browser: str | None, backgroun
 def _browser_or_first_run_download(paths: AppPaths) -> str | None:
     """An installed Chrome/Edge/Chromium when there is one; otherwise download Playwright's
     Chromium into the app's folder, with a progress window (first run of an installed app)."""
-    from linda_desktop.browser.discovery import find_browser
     from linda_desktop.base.errors import BrowserNotFound
+    from linda_desktop.browser.discovery import find_browser
 
     try:
         return find_browser(None, extra_playwright_dirs=[paths.browsers]).path

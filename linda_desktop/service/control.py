@@ -57,7 +57,7 @@ class ControlHandler:
             result = self._run(self._service, command, request)
         except LindaError as exc:
             return {"ok": False, "error": str(exc)}
-        except Exception as exc:  # noqa: BLE001 - the channel must never take the app down
+        except Exception as exc:
             log.exception("control command %r failed", command.value)
             return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         return {"ok": True, "result": result}

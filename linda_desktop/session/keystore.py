@@ -87,7 +87,7 @@ class KeyStore:
 
     def _read_params(self) -> dict[str, Any]:
         try:
-            params = json.loads(self.passphrase_file.read_text("utf-8"))
+            params: dict[str, Any] = json.loads(self.passphrase_file.read_text("utf-8"))
             if params.get("kdf") != "scrypt" or not all(k in params for k in ("salt", "n", "r", "p")):
                 raise ValueError("bad parameters")
             return params

@@ -108,9 +108,7 @@ class WindowsRunKeyAutostart:
         if kind not in (self._reg.REG_SZ, self._reg.REG_EXPAND_SZ) or value != self.command_line:
             return False
         approved, approved_kind = self._query(STARTUP_APPROVED_KEY)
-        if approved_kind == self._reg.REG_BINARY and approved and bytes(approved)[0] & 1:
-            return False
-        return True
+        return not (approved_kind == self._reg.REG_BINARY and approved and bytes(approved)[0] & 1)
 
     def describe(self) -> str:
         return f'registry HKEY_CURRENT_USER\\{RUN_KEY}, value "{RUN_VALUE_NAME}"'
@@ -122,7 +120,8 @@ class WindowsRunKeyAutostart:
         except FileNotFoundError:
             return None, None
         try:
-            return reg.QueryValueEx(key, RUN_VALUE_NAME)
+            value, kind = reg.QueryValueEx(key, RUN_VALUE_NAME)
+            return value, kind
         except FileNotFoundError:
             return None, None
         finally:

@@ -56,7 +56,7 @@ def backend_name() -> str:
             usable = [backend_label(b) for b in backend.backends if not refused(b)]
             return usable[0] if len(usable) == 1 else f"chainer({', '.join(usable)})"
         return backend_label(backend)
-    except Exception:  # any failure to pick a backend means "no keyring"
+    except Exception:  # noqa: BLE001 - any failure to pick a backend means "no keyring"
         return "none"
 
 

@@ -27,7 +27,8 @@ def _interpreter(executable: str, system_is_windows: bool) -> str:
 WINDOWED_EXE = "LindaDesktop.exe"  # installers/pyinstaller/bundle_info.py GUI_NAME
 
 
-def base_command(*, frozen: bool | None = None, executable: str | None = None, windows: bool | None = None) -> list[str]:
+def base_command(*, frozen: bool | None = None, executable: str | None = None,
+                 windows: bool | None = None) -> list[str]:
     """The bare command that starts the app, without options. Arguments exist for tests only."""
     frozen = bool(getattr(sys, "frozen", False)) if frozen is None else frozen
     executable = executable or sys.executable
@@ -45,8 +46,10 @@ def _windowed_sibling(executable: str) -> str:
     return str(sibling) if sibling.is_file() else executable
 
 
-def with_options(command: list[str], *, background: bool = False, data_dir: str | os.PathLike[str] | None = None) -> list[str]:
-    """``command`` plus the global ``--data-dir`` (made absolute: autostart runs from another cwd) and ``--background``."""
+def with_options(command: list[str], *, background: bool = False,
+                 data_dir: str | os.PathLike[str] | None = None) -> list[str]:
+    """``command`` plus the global ``--data-dir`` (made absolute: autostart runs from another cwd)
+    and ``--background``."""
     argv = list(command)
     if data_dir:
         argv += [DATA_DIR_OPTION, str(Path(data_dir).expanduser().resolve())]

@@ -28,13 +28,15 @@ import logging
 import os
 import secrets
 import shutil
+import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Client, Connection, Listener
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from linda_desktop.base.atomic import atomic_write_json
 from linda_desktop.base.errors import AlreadyRunning, LindaError, NotRunning
@@ -58,7 +60,7 @@ _NONCE = 32
 _WINDOWS_LOCK_OFFSET = 1 << 30
 _UNIX_PATH_MAX = 100  # sun_path is 104 bytes on macOS, 108 on Linux; keep a margin
 
-Handler = Callable[[dict], dict]
+Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 class ControlChannelError(LindaError):
@@ -69,7 +71,7 @@ class ControlChannelError(LindaError):
 
 
 def _try_lock(fd: int) -> bool:
-    if os.name == "nt":
+    if sys.platform == "win32":
         import msvcrt
 
         os.lseek(fd, _WINDOWS_LOCK_OFFSET, os.SEEK_SET)
@@ -88,7 +90,7 @@ def _try_lock(fd: int) -> bool:
 
 
 def _unlock(fd: int) -> None:
-    if os.name == "nt":
+    if sys.platform == "win32":
         import msvcrt
 
         os.lseek(fd, _WINDOWS_LOCK_OFFSET, os.SEEK_SET)
@@ -184,7 +186,7 @@ _mutex_handles: dict[str, int] = {}
 def create_app_mutex(name: str = MUTEX_NAME) -> bool:
     """Create the named mutex (session-local and ``Global\\``) that Inno Setup's ``AppMutex``
     checks, and keep it until the process exits. Returns False (and does nothing) off Windows."""
-    if os.name != "nt":
+    if sys.platform != "win32":
         return False
     import ctypes
     from ctypes import wintypes
@@ -253,7 +255,7 @@ def _client_handshake(conn: Connection, authkey: bytes, deadline: float) -> None
 # --------------------------------------------------------------------------- server
 
 
-def _error(message: str) -> dict:
+def _error(message: str) -> dict[str, Any]:
     return {"ok": False, "error": message}
 
 
@@ -263,7 +265,8 @@ class ControlServer:
     ``handler(request) -> answer`` gets a dict with a string ``"cmd"`` and returns a JSON-able
     dict such as ``{"ok": True, "result": ...}``. It is called on the connection's thread:
     read-only commands (``Command.read_only``: status, backups, show) at once, even while another
-    command runs; every other command one at a time. ``{"cmd": "ping"}`` is answered here. Nothing a client sends can stop the server:
+    command runs; every other command one at a time. ``{"cmd": "ping"}`` is answered here.
+    Nothing a client sends can stop the server:
     bad input gets ``{"ok": False, "error": ...}`` or a closed connection.
     """
 
@@ -303,7 +306,8 @@ class ControlServer:
         self._thread = threading.Thread(target=self._serve, name="linda-control", daemon=True)
         self._thread.start()
         if self.control_file is not None:
-            atomic_write_json(self.control_file, {"address": self.address, "authkey": self.authkey.hex(), "pid": os.getpid()}, mode=0o600)
+            published = {"address": self.address, "authkey": self.authkey.hex(), "pid": os.getpid()}
+            atomic_write_json(self.control_file, published, mode=0o600)
         return self
 
     def close(self) -> None:
@@ -334,7 +338,7 @@ class ControlServer:
         while not self._closed.is_set():
             try:
                 conn = self._listener.accept()
-            except Exception as exc:  # a client that hung up mid-connect, EMFILE, ...
+            except Exception as exc:  # noqa: BLE001 - a client that hung up mid-connect, EMFILE, ...
                 if self._closed.is_set():
                     break
                 log.warning("control channel: accept failed: %s", exc)
@@ -354,10 +358,10 @@ class ControlServer:
                     return
                 raw = _recv(conn, time.monotonic() + HANDSHAKE_TIMEOUT, MAX_REQUEST)
                 conn.send_bytes(json.dumps(self.answer(raw)).encode("utf-8"))
-        except Exception as exc:  # garbage, hang-ups, oversized frames, timeouts
+        except Exception as exc:  # noqa: BLE001 - garbage, hang-ups, oversized frames, timeouts
             log.debug("control channel: dropped a connection: %s", exc.__class__.__name__)
 
-    def answer(self, raw: bytes) -> dict:
+    def answer(self, raw: bytes) -> dict[str, Any]:
         """The answer to one raw request (public so it can be tested without a socket)."""
         try:
             request = json.loads(raw.decode("utf-8"))
@@ -415,7 +419,7 @@ def serve_control(state_dir: Path, handler: Handler) -> ControlServer:
 # --------------------------------------------------------------------------- client
 
 
-def send_command(address: str, authkey: bytes, request: dict, timeout: float = 10.0) -> dict:
+def send_command(address: str, authkey: bytes, request: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
     """Send one request and return the answer dict. Raises ``NotRunning`` when nothing listens
     at ``address`` and ``ControlChannelError`` when refused, silent past ``timeout`` or garbled."""
     payload = json.dumps(request).encode("utf-8")
@@ -453,7 +457,7 @@ class ControlClient:
     authkey: bytes
     pid: int | None = None
 
-    def request(self, request: dict, timeout: float = 10.0) -> dict:
+    def request(self, request: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
         return send_command(self.address, self.authkey, request, timeout)
 
 
@@ -461,7 +465,8 @@ def read_control_file(state_dir: Path) -> ControlClient | None:
     try:
         data: Any = json.loads((Path(state_dir) / CONTROL_NAME).read_text(encoding="utf-8"))
         pid = data.get("pid")
-        return ControlClient(str(data["address"]), bytes.fromhex(data["authkey"]), pid if isinstance(pid, int) else None)
+        pid = pid if isinstance(pid, int) else None
+        return ControlClient(str(data["address"]), bytes.fromhex(data["authkey"]), pid)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
