@@ -1,12 +1,13 @@
 """Drive the simulator from tests: ``Simulator(port, state_dir, **options)``.
 
-Stable API (other test suites import it):
+Stable API (other test suites import it); README.md lists every option, method and counter:
 
     sim = Simulator(port, state_dir, loading_seconds=0.3, qr_interval=2, first_qr_seconds=3)
     sim.start(); sim.url; sim.port
     device_id = sim.link()            # the phone scans the QR a page shows (waits for one)
     sim.revoke(); sim.conflict(); sim.offline(); sim.online()
     sim.devices()["devices"]          # active linked devices; also "revoked", "takeovers", ...
+    sim.counters()["require_calls_before_boot"]; sim.counters()["text_clicks"]
     sim.configure(passkey=True); sim.restart(); sim.stop()
 
 The simulator runs as a subprocess (``python -m tests.whatsapp_sim``) so a test can stop,
@@ -26,14 +27,12 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+from tests.whatsapp_sim.engine import CONFIG_ALIASES, DEFAULT_CONFIG
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-OPTION_FLAGS = {
-    "loading_seconds": "--loading-seconds", "qr_interval": "--qr-interval",
-    "first_qr_seconds": "--first-qr-seconds", "qr_count": "--qr-count", "account": "--account",
-}
-BOOL_FLAGS = {"passkey": "passkey", "expose_internal": "expose-internal", "wpp_api": "wpp-api"}
+OPTIONS = frozenset(DEFAULT_CONFIG) | frozenset(CONFIG_ALIASES)
 
 
 class SimulatorError(RuntimeError):
@@ -50,11 +49,14 @@ def free_port() -> int:
 
 
 class Simulator:
-    def __init__(self, port: int | None = None, state_dir: str | Path | None = None,
-                 **options: Any) -> None:
-        unknown = set(options) - set(OPTION_FLAGS) - set(BOOL_FLAGS)
+    def __init__(self, port: int | None = None, state_dir: str | Path | None = None, *,
+                 url_host: str = "127.0.0.1", **options: Any) -> None:
+        """``options``: the server config keys (README "Options"). ``url_host``: the host in
+        ``url``/``origin`` ("localhost" for WebAuthn, which refuses IP-address origins)."""
+        unknown = set(options) - OPTIONS
         if unknown:
             raise TypeError(f"unknown simulator options: {sorted(unknown)}")
+        self.url_host = url_host
         self.port = port or free_port()
         self.state_dir = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="wa-sim-"))
         self.options = dict(options)
@@ -64,11 +66,11 @@ class Simulator:
     # ------------------------------------------------------------------ lifecycle
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
+        return f"http://{self.url_host}:{self.port}/"
 
     @property
     def origin(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.url_host}:{self.port}"
 
     @property
     def log_file(self) -> Path:
@@ -77,11 +79,8 @@ class Simulator:
     def _argv(self) -> list[str]:
         argv = [sys.executable, "-m", "tests.whatsapp_sim", "--port", str(self.port),
                 "--state-dir", str(self.state_dir)]
-        for key, value in self.options.items():
-            if key in BOOL_FLAGS:
-                argv.append(f"--{'' if value else 'no-'}{BOOL_FLAGS[key]}")
-            elif value is not None:
-                argv += [OPTION_FLAGS[key], str(value)]
+        if self.options:
+            argv += ["--config", json.dumps({k: v for k, v in self.options.items() if v is not None})]
         return argv
 
     def start(self, timeout: float = 15.0) -> "Simulator":
@@ -147,7 +146,7 @@ class Simulator:
     def _request(self, method: str, path: str, body: dict[str, Any] | None = None,
                  timeout: float = 5.0) -> Any:
         data = json.dumps(body or {}).encode() if method == "POST" else None
-        req = urllib.request.Request(self.origin + path, data=data, method=method,
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}" + path, data=data, method=method,
                                      headers={"Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(req, timeout=timeout) as res:
@@ -177,8 +176,9 @@ class Simulator:
             time.sleep(0.1)
 
     def revoke(self, device_id: str | None = None, reason: str | None = None) -> list[str]:
-        """The phone removes one device (or all). ``reason`` goes into the page's
-        ``logout_reason`` URL parameter (default ``unknown_companion``; "" for none)."""
+        """The phone (or WhatsApp) removes one device (or all) with the internal ``reason``
+        (default ``user_initiated``; "" for none). The page's URL carries only its code, if any
+        (``account_locked`` -> 3, ``history_sync_timeout`` -> 2, ``syncd_failure`` -> 1 ...)."""
         body: dict[str, Any] = {}
         if device_id:
             body["device_id"] = device_id
@@ -237,10 +237,110 @@ class Simulator:
 
     def configure(self, **options: Any) -> dict[str, Any]:
         """Change options now (new page loads use them) and for later restarts."""
-        unknown = set(options) - set(OPTION_FLAGS) - set(BOOL_FLAGS)
+        unknown = set(options) - OPTIONS
         if unknown:
             raise TypeError(f"unknown simulator options: {sorted(unknown)}")
         self.options.update(options)
         if self.running:
             return self._request("POST", "/_sim/config", options)["config"]
         return dict(self.options)
+
+    # ------------------------------------------------------------------ counters & faults
+    def counters(self) -> dict[str, Any]:
+        """Totals since the state dir was made (or ``reset_counters``), live pages included:
+        README "Counters" lists them; ``clicks`` maps button labels to clicks."""
+        return self._request("GET", "/_sim/counters")
+
+    def reset_counters(self) -> None:
+        self._request("POST", "/_sim/counters/reset")
+
+    def faults(self, **values: Any) -> dict[str, Any]:
+        """Set server faults: ``deprecated_loads`` (int), ``block`` (None, "TOS_BLOCK",
+        "SMB_TOS_BLOCK"), ``proxyblock`` (bool), ``frozen`` (bool). Returns all of them."""
+        return self._request("POST", "/_sim/faults", values)["faults"]
+
+    def deprecate_build(self, loads: int = 1) -> None:
+        """The next ``loads`` page loads get an outdated WhatsApp build (DEPRECATED_VERSION);
+        a reload after them is fine."""
+        self.faults(deprecated_loads=loads)
+
+    def ban(self, state: str = "TOS_BLOCK") -> None:
+        """The account is banned: linked pages show ``state`` (TOS_BLOCK / SMB_TOS_BLOCK), no QR."""
+        self.faults(block=state)
+
+    def unban(self) -> None:
+        self.faults(block=None)
+
+    def proxyblock(self, on: bool = True) -> None:
+        """The network blocks WhatsApp: every page shows PROXYBLOCK."""
+        self.faults(proxyblock=on)
+
+    def freeze(self, on: bool = True) -> None:
+        """Liveness fault: connected pages keep their chat list but get no events or messages."""
+        self.faults(frozen=on)
+
+    def tear_rotation(self, device_id: str | None = None, reason: str | None = None) -> list[dict[str, Any]]:
+        """From now on the server rejects the newest key generation of the device (or all) with
+        a code-0 reason (default ``web_fail_offline_resume``), as after a kill during a key
+        rotation; an older copy of the profile still authenticates and heals it.
+        Returns [{"device_id", "rejected_gen"}]."""
+        body: dict[str, Any] = {"device_id": device_id} if device_id else {}
+        if reason:
+            body["reason"] = reason
+        return self._request("POST", "/_sim/tear_rotation", body)["torn"]
+
+    def age_phone(self, days: float = 14, device_id: str | None = None) -> list[str]:
+        """The phone was unused for ``days``; at 14 or more the server removes the device
+        (``unknown_companion``) on its next contact."""
+        body: dict[str, Any] = {"days": days}
+        if device_id:
+            body["device_id"] = device_id
+        return self._request("POST", "/_sim/phone/age", body)["aged"]
+
+    # ------------------------------------------------------------------ passkey & pairing code
+    def _wait(self, probe: Callable[[], Any], timeout: float, what: str) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            value = probe()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{what} within {timeout} s")
+            time.sleep(0.05)
+
+    def passkey_stage(self) -> str | None:
+        """The server-side Shortcake stage of the newest live page: prompt, waiting_for_phone,
+        code_matching, or None."""
+        stages = [p["passkey_stage"] for p in self.pages() if p["live"] and p["passkey_stage"]]
+        return stages[-1] if stages else None
+
+    def passkey_code(self, timeout: float = 0) -> str | None:
+        """The ``XXXX-XXXX`` code a page shows in its code-matching card (waits up to ``timeout``)."""
+        def probe() -> str | None:
+            codes = [p["passkey_code"] for p in self.pages() if p["live"] and p["passkey_code"]]
+            return codes[-1] if codes else None
+        return self._wait(probe, timeout, "no passkey code") if timeout else probe()
+
+    def confirm_passkey_code(self, code: str | None = None) -> str:
+        """The phone confirms the matching code (the page's confirm button does the same).
+        Returns the new device id."""
+        body = {"code": code} if code else {}
+        return self._request("POST", "/_sim/phone/confirm_code", body)["device_id"]
+
+    def pairing_code(self, timeout: float = 0) -> str | None:
+        """The 8-character pairing code a live page shows (no dash), waiting up to ``timeout``."""
+        def probe() -> str | None:
+            codes = [p["pairing_code"] for p in self.pages() if p["live"] and p["pairing_code"]]
+            return codes[-1] if codes else None
+        return self._wait(probe, timeout, "no pairing code") if timeout else probe()
+
+    def enter_pairing_code(self, code: str) -> str | None:
+        """The phone types ``code`` (dash optional). Returns the new device id, or None when the
+        account needs the passkey step first. Errors: ``bad_code``, ``code_expired``."""
+        return self._request("POST", "/_sim/phone/enter_code", {"code": code})["device_id"]
+
+    def wait_for_page(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 10.0) -> dict[str, Any]:
+        """The first live page (see ``pages``) for which ``predicate`` holds, waiting for it."""
+        def probe() -> dict[str, Any] | None:
+            return next((p for p in self.pages() if p["live"] and predicate(p)), None)
+        return self._wait(probe, timeout, "no such page")

@@ -16,18 +16,40 @@ from urllib.parse import parse_qs, urlsplit
 from tests.whatsapp_sim.engine import Engine, SimError
 
 STATIC = Path(__file__).resolve().parent / "static"
-MIN_CHROME = 85
+MIN_CHROME = 100
 _CHROME_RE = re.compile(r"(?:Headless)?Chrome/(\d+)")
+UNSUPPORTED = {
+    "en": ("WhatsApp works with Google Chrome 100+",
+           "To use WhatsApp, update Chrome or use Mozilla Firefox, Safari, Microsoft Edge or Opera.",
+           "Update Google Chrome"),
+    "pt": ("O WhatsApp funciona com o Google Chrome 100+",
+           "Para usar o WhatsApp, atualize o Chrome ou use o Mozilla Firefox, Safari, Microsoft Edge ou Opera.",
+           "Atualizar o Google Chrome"),
+    "de": ("WhatsApp funktioniert mit Google Chrome 100+",
+           "Um WhatsApp zu nutzen, aktualisiere Chrome oder verwende Mozilla Firefox, Safari, Microsoft Edge "
+           "oder Opera.", "Google Chrome aktualisieren"),
+}
 
 
 def unsupported_reason(user_agent: str) -> str | None:
-    """Why WhatsApp would refuse this browser: a headless UA, or a Chrome older than 85."""
+    """Why WhatsApp would refuse this browser: a headless UA, or a Chrome older than 100."""
     if "HeadlessChrome" in user_agent:
         return "headless"
     match = _CHROME_RE.search(user_agent)
     if match and int(match.group(1)) < MIN_CHROME:
         return "outdated"
     return None
+
+
+def pick_language(configured: str, accept_language: str) -> str:
+    """The UI language: the ``language`` switch, else the browser's first language we have."""
+    if configured:
+        return configured
+    for part in accept_language.split(","):
+        code = part.split(";")[0].strip().lower()[:2]
+        if code in UNSUPPORTED:
+            return code
+    return "en"
 
 
 class SimServer(ThreadingHTTPServer):
@@ -100,7 +122,7 @@ class Handler(BaseHTTPRequestHandler):
                 self._static(url.path[len("/static/"):])
             elif url.path == "/_sim/api/poll":
                 ack = query.get("ack", "")
-                self._json(engine.page_poll(query.get("page_id", ""), query.get("mode", ""),
+                self._json(engine.page_poll(query.get("page_id", ""), self._report(query),
                                             int(ack) if ack.isdigit() else None))
             elif url.path == "/_sim/health":
                 self._json({"ok": True, "pid": os.getpid(), "port": self.server.server_port,
@@ -110,7 +132,10 @@ class Handler(BaseHTTPRequestHandler):
             elif url.path == "/_sim/pages":
                 self._json({"pages": engine.pages_view()})
             elif url.path == "/_sim/config":
-                self._json({"config": engine.config, "offline": engine.offline})
+                self._json({"config": engine.config, "offline": engine.offline,
+                            "faults": {**engine.faults, "frozen": engine.frozen}})
+            elif url.path == "/_sim/counters":
+                self._json(engine.counters_view())
             elif url.path == "/_sim/phone/messages":
                 since = query.get("since", "0")
                 self._json({"messages": engine.messages_view(query.get("direction") or None,
@@ -128,24 +153,41 @@ class Handler(BaseHTTPRequestHandler):
         engine = self.server.engine
         try:
             body = self._body()
+            pid = body.get("page_id", "")
+            report = body.get("report") if isinstance(body.get("report"), dict) else {}
             route: dict[str, Callable[[], Any]] = {
-                "/_sim/api/qr": lambda: engine.page_qr(body["page_id"], self.ua),
+                # the page
+                "/_sim/api/hello": lambda: engine.page_hello(body["page_id"], self.ua, report),
+                "/_sim/api/qr": lambda: engine.page_qr(body["page_id"], self.ua, body.get("via", "")),
                 "/_sim/api/login": lambda: engine.page_login(
-                    body["page_id"], body["device_id"], body["secret"], body.get("salt"), self.ua),
-                "/_sim/api/passkey": lambda: engine.page_passkey(
-                    body["page_id"], body["device_id"], body["secret"]),
-                "/_sim/api/use_here": lambda: engine.page_use_here(body["page_id"]),
+                    body["page_id"], body["device_id"], body.get("gen"), body.get("key", ""),
+                    body.get("salt"), self.ua),
+                "/_sim/api/use_here": lambda: engine.page_use_here(body["page_id"], body.get("via", "click")),
+                "/_sim/api/click": lambda: engine.page_click(body["page_id"], body.get("label", ""),
+                                                             bool(body.get("testid"))),
                 "/_sim/api/close_conflict": lambda: engine.page_close_conflict(body["page_id"]),
-                "/_sim/api/bye": lambda: engine.page_bye(body.get("page_id", "")),
-                "/_sim/api/client_logout": lambda: engine.page_client_logout(
-                    body.get("page_id", ""), body.get("device_id"), body.get("reason", "")),
+                "/_sim/api/bye": lambda: engine.page_bye(pid, report),
+                "/_sim/api/logout": lambda: engine.page_logout(
+                    pid, body.get("device_id"), body.get("reason", ""), body.get("code"), report),
+                "/_sim/api/shortcake": lambda: engine.page_shortcake(
+                    body["page_id"], body.get("action", ""), body, self.headers.get("Origin", "")),
+                "/_sim/api/pairing_code": lambda: engine.page_pairing_code(body["page_id"], body.get("phone", "")),
                 "/_sim/api/send": lambda: engine.page_send(
                     body["page_id"], body["device_id"], body["secret"], body["to"], body["text"]),
+                # the phone and the server (tests)
                 "/_sim/phone/message": lambda: engine.phone_message(
                     body["from"], body["text"], body.get("name"), body.get("account"), body.get("chat_id")),
                 "/_sim/phone/link": lambda: engine.phone_link(body.get("qr"), body.get("account")),
                 "/_sim/phone/revoke": lambda: {"revoked": engine.phone_revoke(
                     body.get("device_id"), body.get("reason"))},
+                "/_sim/phone/confirm_code": lambda: engine.phone_confirm_code(body.get("code")),
+                "/_sim/phone/enter_code": lambda: engine.phone_enter_code(body["code"]),
+                "/_sim/phone/age": lambda: {"aged": engine.age_phone(float(body.get("days", 14)),
+                                                                     body.get("device_id"))},
+                "/_sim/tear_rotation": lambda: {"torn": engine.tear_rotation(body.get("device_id"),
+                                                                             body.get("reason"))},
+                "/_sim/faults": lambda: {"faults": engine.set_faults(body)},
+                "/_sim/counters/reset": lambda: engine.reset_counters(),
                 "/_sim/conflict": lambda: {"pages": engine.conflict(body.get("device_id"))},
                 "/_sim/offline": lambda: engine.set_offline(True),
                 "/_sim/online": lambda: engine.set_offline(False),
@@ -163,14 +205,27 @@ class Handler(BaseHTTPRequestHandler):
             self._json({"error": err.code, "message": str(err)}, err.status)
 
     # ------------------------------------------------------------------ pages
+    @staticmethod
+    def _report(query: dict[str, str]) -> dict[str, Any]:
+        """What a page says about itself in its poll's query string."""
+        out: dict[str, Any] = {k: query[k] for k in ("mode", "state", "url", "lang") if query.get(k)}
+        for key in ("rb", "rc"):
+            if query.get(key, "").isdigit():
+                out[key] = int(query[key])
+        for short, key in (("vis", "visible"), ("av", "available")):
+            if query.get(short) in ("0", "1"):
+                out[key] = query[short] == "1"
+        return out
+
     def _index(self) -> None:
-        reason = unsupported_reason(self.ua)
-        if reason:
-            html = (STATIC / "unsupported.html").read_text()
+        engine = self.server.engine
+        lang = pick_language(engine.config["language"], self.headers.get("Accept-Language", ""))
+        if unsupported_reason(self.ua):
+            title, text, link = UNSUPPORTED[lang]
+            html = (STATIC / "unsupported.html").read_text().replace("{lang}", lang).replace(
+                "{title}", title).replace("{text}", text).replace("{link}", link)
         else:
-            cfg = self.server.engine.config
-            page_cfg = {k: cfg[k] for k in ("loading_seconds", "expose_internal", "poll_ms", "wpp_api")}
-            html = (STATIC / "index.html").read_text().replace("/*CONFIG*/null", json.dumps(page_cfg))
+            html = (STATIC / "index.html").read_text().replace("/*CONFIG*/null", json.dumps(engine.page_config()))
         self._send(200, html.encode(), "text/html; charset=utf-8")
 
     def _static(self, name: str) -> None:
