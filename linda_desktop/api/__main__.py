@@ -4,8 +4,12 @@
     reset-token   make a new token (bots with the old one get 401)
     enable        api_enabled = true in settings.json (the running app picks it up at its next start)
     disable       api_enabled = false
-    set-webhook URL | --clear
+    set-webhook URL | --clear [--format linda|waha]
     openapi       print the OpenAPI document
+    update-bridge [--registry URL]   fetch the newest supported wa-js (checked against the
+                  registry's sha512 integrity hash; the previous build is kept to roll back to)
+
+Also as `linda-desktop api COMMAND`.
 """
 
 from __future__ import annotations
@@ -18,9 +22,12 @@ from linda_desktop.base.errors import LindaError
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m linda_desktop.api", description=__doc__,
+    parser = argparse.ArgumentParser(prog="linda-desktop api", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["token", "reset-token", "enable", "disable", "set-webhook", "openapi"])
+    parser.add_argument("command", choices=["token", "reset-token", "enable", "disable", "set-webhook", "openapi",
+                                            "update-bridge"])
+    parser.add_argument("--format", choices=["linda", "waha"], default=None)
+    parser.add_argument("--registry", default=None)
     parser.add_argument("url", nargs="?")
     parser.add_argument("--clear", action="store_true")
     parser.add_argument("--data-dir", default=None)
@@ -40,6 +47,14 @@ def main(argv: list[str] | None = None) -> int:
         from linda_desktop.base.paths import resolve_paths
 
         paths = resolve_paths(args.data_dir)
+        if args.command == "update-bridge":
+            from linda_desktop.api.bridge_update import update_bridge
+
+            result = update_bridge(paths.data / "bridge", args.registry)
+            word = "installed" if result["installed"] else "already current:"
+            print(f"wa-js {result['version']} {word} (previous: {result['previous'] or 'the bundled build'}); "
+                  "used from the next start")
+            return 0
         settings = Settings.load(paths.settings_file)
         if args.command in ("enable", "disable"):
             settings.api_enabled = args.command == "enable"
@@ -50,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
                 settings.webhook_url = None
             elif args.url:
                 settings.webhook_url = check_webhook_url(args.url)
+                if args.format:
+                    settings.webhook_format = args.format
             else:
                 parser.error("set-webhook needs a URL or --clear")
         settings.save(paths.settings_file)

@@ -259,7 +259,8 @@ class ApiServer:
     def _webhook_targets(self, kind: str) -> tuple[str, ...]:
         if self.webhooks is None:
             return ()
-        events = tuple(self._setting("webhook_events", ("message", "message.ack", "session.status")) or ())
+        raw = self._setting("webhook_events", "message,message.ack,session.status") or ""
+        events = tuple(e.strip() for e in str(raw).split(",") if e.strip())
         return (TARGET,) if targets_for(kind, self.webhooks.dialect, events) else ()
 
     def _ingest_loop(self) -> None:

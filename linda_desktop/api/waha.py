@@ -70,7 +70,7 @@ def message(payload: dict[str, Any], account: str | None) -> dict[str, Any]:
         "body": payload.get("text") or "",
         "hasMedia": payload.get("type") not in (None, "chat"),
         "media": None,
-        "mediaUrl": None,
+        "mediaUrl": "",                 # required string in WAHA's schema; no media here
         "ack": ack,
         "ackName": ACK_NAMES.get(ack, "UNKNOWN"),
         "author": payload.get("author"),

@@ -83,6 +83,19 @@ SPECS: dict[str, Spec] = {
     "api_host": Spec("str"),
     "api_port": Spec("int", 1, 65535),
     "webhook_url": Spec("url", nullable=True),
+    # bot API (issue 14)
+    "webhook_format": Spec("choice", choices=("linda", "waha")),
+    "webhook_events": Spec("str"),
+    "webhook_hmac_key": Spec("str", nullable=True),
+    "webhook_max_attempts": Spec("int", 1, 1000),
+    "webhook_retry_base_seconds": Spec("float", 0.01, 3600),
+    "webhook_retry_max_seconds": Spec("float", 0.01, 86400),
+    "replay_window_hours": Spec("float", 0, 24 * 30),
+    "replay_max_messages": Spec("int", 0, 10000),
+    "show_online": Spec("bool"),
+    "liveness_silence_seconds": Spec("float", 5, 86400),
+    "liveness_check_seconds": Spec("float", 0.5, 3600),
+    "bridge_ready_seconds": Spec("float", 1, 3600),
 }
 
 
@@ -127,6 +140,25 @@ class Settings:
     api_port: int = 8723
     # Where incoming messages and state changes are POSTed (a loopback http URL), or None.
     webhook_url: str | None = None
+    # Bot API (issue 14): webhook body and signature ("linda": X-Linda-Signature; "waha": WAHA's
+    # envelope and X-Webhook-Hmac), the WAHA events sent, the HMAC key (None: the API token),
+    # the outbox's retries before an event becomes a dead letter.
+    webhook_format: str = "linda"
+    webhook_events: str = "message,message.ack,session.status"
+    webhook_hmac_key: str | None = None
+    webhook_max_attempts: int = 40
+    webhook_retry_base_seconds: float = 1.0
+    webhook_retry_max_seconds: float = 600.0
+    # Catch-up after a start or reconnect: unread messages at most this old, at most this many.
+    replay_window_hours: float = 24.0
+    replay_max_messages: int = 500
+    # Show the linked computer as "online" (silences the phone's notifications); off by default.
+    show_online: bool = False
+    # "Connected but dead": no traffic for this long while connected; how often to check.
+    liveness_silence_seconds: float = 120.0
+    liveness_check_seconds: float = 15.0
+    # A wa-js build that is not ready this long after a launch is rolled back (api update-bridge).
+    bridge_ready_seconds: float = 90.0
     # Not settings: what load() found. Never saved as such.
     problems: list[SettingProblem] = field(default_factory=list, repr=False, compare=False)
     extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
