@@ -10,12 +10,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -225,7 +226,7 @@ def test_several_sessions_are_refused(wa_profiles, tmp_path, paths):
 
 def test_folder_without_session_is_refused(tmp_path, paths):
     (tmp_path / "empty" / ".wwebjs_auth" / "RemoteAuth-x").mkdir(parents=True)
-    with pytest.raises(ImportSourceInvalid, match="No whatsapp-web.js session"):
+    with pytest.raises(ImportSourceInvalid, match=r"No whatsapp-web\.js session"):
         import_session(tmp_path / "empty", paths, origin_url=WA, backup_current=None)
     with pytest.raises(ImportSourceInvalid, match="not a folder"):
         import_session(tmp_path / "missing", paths, origin_url=WA, backup_current=None)
@@ -236,7 +237,7 @@ def test_folder_without_session_is_refused(tmp_path, paths):
 
 @pytest.mark.browser
 def test_other_origin_session_is_refused(wa_profiles, paths):
-    with pytest.raises(ImportSourceInvalid, match="https://web.whatsapp.com"):
+    with pytest.raises(ImportSourceInvalid, match=re.escape("https://web.whatsapp.com")):
         import_session(wa_profiles["first"][0], paths, origin_url="http://127.0.0.1:8765/", backup_current=None)
 
 
@@ -246,7 +247,7 @@ def test_damaged_source_is_refused_and_live_kept(wa_profiles, tmp_path, paths):
     live_before = digest(paths.profile)
     auth = localauth(tmp_path / "bot", wa_profiles["second"][0])
     (auth / "session-mybot" / WA_STORE / "CURRENT").unlink()
-    with pytest.raises(ImportSourceInvalid, match="damaged.*CURRENT is missing"):
+    with pytest.raises(ImportSourceInvalid, match=r"damaged.*CURRENT is missing"):
         import_session(auth, paths, origin_url=WA, backup_current=lambda: pytest.fail("no backup"))
     assert digest(paths.profile) == live_before
     assert list(paths.work.iterdir()) == []

@@ -12,6 +12,7 @@ import sys
 import textwrap
 import uuid
 from pathlib import Path
+from typing import Any, ClassVar
 
 import keyring
 import pytest
@@ -171,7 +172,8 @@ def test_locked_keyring_is_keyring_unavailable(tmp_path: Path) -> None:
         f'exec "{sys.executable}" -c "$SCRIPT" "{tmp_path / "p.json"}"'
     )
     env = {
-        **{k: v for k, v in os.environ.items() if k not in ("DBUS_SESSION_BUS_ADDRESS", "LINDA_BACKUP_PASSPHRASE", "DISPLAY")},
+        **{k: v for k, v in os.environ.items()
+           if k not in ("DBUS_SESSION_BUS_ADDRESS", "LINDA_BACKUP_PASSPHRASE", "DISPLAY")},
         "XDG_RUNTIME_DIR": str(runtime),
         "XDG_DATA_HOME": str(tmp_path / "xdg-data"),
         "PYTHONPATH": str(REPO),
@@ -187,7 +189,7 @@ def test_locked_keyring_is_keyring_unavailable(tmp_path: Path) -> None:
 class _PlaintextFileKeyring(keyring.backend.KeyringBackend):
     """Stands in for keyrings.alt's plaintext backend (same module path), which must be refused."""
 
-    stored: dict = {}
+    stored: ClassVar[dict[tuple[str, str], str]] = {}
 
     @keyring.compat.properties.classproperty
     def priority(cls) -> float:
@@ -297,7 +299,7 @@ def test_a_chainer_never_writes_to_a_refused_backend(tmp_path: Path, service: st
     assert usable, f"no Secret Service backend in {original!r}"
 
     class Chained(ChainerBackend):
-        backends = [_PlaintextFileKeyring(), *usable]  # the refused one ranks first
+        backends: ClassVar[list[Any]] = [_PlaintextFileKeyring(), *usable]  # the refused one ranks first
 
     _PlaintextFileKeyring.stored.clear()
     try:

@@ -392,7 +392,7 @@ def test_quarantine_moves_with_reason_and_keeps_three(tmp_path):
         assert not live.exists()
     kept = sorted(p for p in root.iterdir())
     assert kept == made[2:]
-    for i, folder in zip(range(2, 5), kept):
+    for i, folder in zip(range(2, 5), kept, strict=True):
         assert (folder / "Default" / "Preferences").read_text() == f"session-{i}"
         note = json.loads((folder / "reason.json").read_text())
         assert note["reason"] == f"logged out #{i}" and note["quarantined_at"]

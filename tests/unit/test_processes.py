@@ -17,7 +17,9 @@ import pytest
 from linda_desktop.system import processes
 
 SLEEP = "import time; time.sleep(120)"
-IGNORE_TERM = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(120)"
+IGNORE_TERM = (
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(120)"
+)
 TREE = (
     "import subprocess, sys, time; "
     "kids = [subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']) for _ in range(2)]; "
@@ -25,8 +27,11 @@ TREE = (
 )
 
 
+Started = list[subprocess.Popen[str]]
+
+
 @pytest.fixture
-def spawn() -> Iterator[list[subprocess.Popen[str]]]:
+def spawn() -> Iterator[Started]:
     started: list[subprocess.Popen[str]] = []
     yield started
     for proc in started:
@@ -35,7 +40,7 @@ def spawn() -> Iterator[list[subprocess.Popen[str]]]:
         proc.wait(10)
 
 
-def start(started: list[subprocess.Popen[str]], code: str, *args: str, cwd: Path | None = None) -> subprocess.Popen[str]:
+def start(started: Started, code: str, *args: str, cwd: Path | None = None) -> subprocess.Popen[str]:
     proc = subprocess.Popen([sys.executable, "-c", code, *args], cwd=cwd, stdout=subprocess.PIPE, text=True)
     started.append(proc)
     return proc
@@ -70,14 +75,14 @@ def test_cmdline_names_profile(args: list[str], profile: str, expected: bool) ->
     assert processes.cmdline_names_profile(args, Path(profile)) is expected
 
 
-def test_relative_profile_dir_is_taken_against_the_process_cwd(tmp_path: Path, spawn: list[subprocess.Popen[str]]) -> None:
+def test_relative_profile_dir_is_taken_against_the_process_cwd(tmp_path: Path, spawn: Started) -> None:
     (tmp_path / "profile").mkdir()
     proc = start(spawn, SLEEP, "--user-data-dir=profile", cwd=tmp_path)
     assert processes.browser_owns_profile(proc.pid, tmp_path / "profile")
     assert not processes.browser_owns_profile(proc.pid, Path.cwd() / "profile")
 
 
-def test_pid_alive_and_create_time(spawn: list[subprocess.Popen[str]]) -> None:
+def test_pid_alive_and_create_time(spawn: Started) -> None:
     proc = start(spawn, SLEEP)
     assert processes.pid_alive(proc.pid)
     assert processes.create_time(proc.pid) == psutil.Process(proc.pid).create_time()
@@ -94,7 +99,7 @@ def test_pid_alive_and_create_time(spawn: list[subprocess.Popen[str]]) -> None:
     assert not processes.pid_alive(0) and not processes.pid_alive(-1)
 
 
-def test_find_browser_processes_and_main_browser_pid(tmp_path: Path, spawn: list[subprocess.Popen[str]]) -> None:
+def test_find_browser_processes_and_main_browser_pid(tmp_path: Path, spawn: Started) -> None:
     ours, other = tmp_path / "profile", tmp_path / "profile-2"
     main = start(spawn, SLEEP, f"--user-data-dir={ours}", "about:blank")
     helper = start(spawn, SLEEP, "--type=renderer", f"--user-data-dir={ours}")
@@ -108,7 +113,7 @@ def test_find_browser_processes_and_main_browser_pid(tmp_path: Path, spawn: list
     assert processes.main_browser_pid(tmp_path / "nothing") is None
 
 
-def test_end_processes_kills_what_ignores_terminate(spawn: list[subprocess.Popen[str]]) -> None:
+def test_end_processes_kills_what_ignores_terminate(spawn: Started) -> None:
     stubborn = start(spawn, IGNORE_TERM)
     assert stubborn.stdout is not None and stubborn.stdout.readline().strip() == "ready"
     polite = start(spawn, SLEEP)
@@ -119,7 +124,7 @@ def test_end_processes_kills_what_ignores_terminate(spawn: list[subprocess.Popen
     assert not processes.pid_alive(stubborn.pid) and not processes.pid_alive(polite.pid)
 
 
-def test_terminate_tree_ends_the_children_too(spawn: list[subprocess.Popen[str]]) -> None:
+def test_terminate_tree_ends_the_children_too(spawn: Started) -> None:
     parent = start(spawn, TREE)
     assert parent.stdout is not None
     kids = [int(pid) for pid in parent.stdout.readline().split()]
@@ -132,7 +137,7 @@ def test_terminate_tree_ends_the_children_too(spawn: list[subprocess.Popen[str]]
     assert processes.terminate_tree(parent.pid) == []
 
 
-def test_terminate_orphan_browsers_only_on_our_profile(tmp_path: Path, spawn: list[subprocess.Popen[str]]) -> None:
+def test_terminate_orphan_browsers_only_on_our_profile(tmp_path: Path, spawn: Started) -> None:
     ours, theirs = tmp_path / "ours", tmp_path / "theirs"
     orphan = start(spawn, SLEEP, f"--user-data-dir={ours}")
     stubborn = start(spawn, IGNORE_TERM, "--type=gpu-process", f"--user-data-dir={ours}")

@@ -40,10 +40,8 @@ def test_lock_is_exclusive_and_released(tmp_path: Path) -> None:
 
 def test_lock_as_context_manager_raises_when_taken(tmp_path: Path) -> None:
     lock_file = tmp_path / "instance.lock"
-    with si.InstanceLock(lock_file):
-        with pytest.raises(AlreadyRunning):
-            with si.InstanceLock(lock_file):
-                pass
+    with si.InstanceLock(lock_file), pytest.raises(AlreadyRunning), si.InstanceLock(lock_file):
+        pass
     assert not si.is_locked(lock_file)
 
 
@@ -73,7 +71,8 @@ def test_answers_and_bad_input(tmp_path: Path) -> None:
 
     server = _server(tmp_path, handler)
     try:
-        assert server.answer(b'{"cmd": "status", "n": 1}') == {"ok": True, "result": {"echo": {"cmd": "status", "n": 1}}}
+        echoed = {"ok": True, "result": {"echo": {"cmd": "status", "n": 1}}}
+        assert server.answer(b'{"cmd": "status", "n": 1}') == echoed
         assert server.answer(b"\xff\xfe") == {"ok": False, "error": "bad request: not JSON"}
         assert server.answer(b"{") == {"ok": False, "error": "bad request: not JSON"}
         for raw in (b"[]", b'"show"', b"{}", b'{"cmd": 3}'):
@@ -86,7 +85,8 @@ def test_answers_and_bad_input(tmp_path: Path) -> None:
         assert server.answer(b'{"cmd": "not-json"}')["ok"] is False
         assert server.answer(b'{"cmd": "ping"}') == {"ok": True, "result": {"pid": os.getpid()}}
         # And over the wire:
-        assert si.send_command(server.address, server.authkey, {"cmd": "status"}) == {"ok": True, "result": {"echo": {"cmd": "status"}}}
+        answer = si.send_command(server.address, server.authkey, {"cmd": "status"})
+        assert answer == {"ok": True, "result": {"echo": {"cmd": "status"}}}
         assert si.send_command(server.address, server.authkey, {"cmd": "boom"})["ok"] is False
         assert si.send_command(server.address, server.authkey, {"cmd": "status"})["ok"] is True
     finally:
@@ -113,8 +113,10 @@ def test_handler_runs_one_request_at_a_time(tmp_path: Path) -> None:
     server = _server(tmp_path, handler)
     try:
         answers: list[dict] = []
-        threads = [threading.Thread(target=lambda: answers.append(si.send_command(server.address, server.authkey, {"cmd": "x"})))
-                   for _ in range(6)]
+        def send() -> None:
+            answers.append(si.send_command(server.address, server.authkey, {"cmd": "x"}))
+
+        threads = [threading.Thread(target=send) for _ in range(6)]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -153,7 +155,8 @@ def test_status_answers_while_a_long_backup_runs(tmp_path: Path) -> None:
         assert backup_running.wait(10)
         long_ones[1].start()
         for cmd in ("status", "backups", "show"):
-            assert si.send_command(server.address, server.authkey, {"cmd": cmd}, timeout=2) == {"ok": True, "result": cmd}
+            answer = si.send_command(server.address, server.authkey, {"cmd": cmd}, timeout=2)
+            assert answer == {"ok": True, "result": cmd}
         assert not restore_started.wait(0.3), "a second long command ran beside the first"
         assert "backup" not in answers
     finally:
