@@ -846,6 +846,10 @@ class BackupStore:
                 raw.flush()
                 os.fsync(raw.fileno())
         except BaseException:
+            try:
+                chunks.wait()  # no write may land after the clean-up below
+            except BaseException:  # noqa: BLE001 - the first error is the one raised
+                pass
             for name in new:  # no committed manifest names them: give the space back
                 try:
                     os.unlink(chunks.path(name))

@@ -32,8 +32,10 @@ import logging
 import os
 import re
 import struct
+import threading
 import time
 import zlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,7 +68,8 @@ MAX_MANIFEST_JSON = 64 << 20
 MAX_META = 16 * 1024
 _FIXED = struct.Struct(">8sBB16s8sH")  # magic, version, flags, salt, key_id, meta_len
 _NAME_RE = re.compile(r"^[0-9a-f]{64}$")
-_CHUNK_TEMP_RE = re.compile(r"^\.(?P<name>[0-9a-f]{64})\.(?P<pid>[0-9]+)\.tmp$")
+_CHUNK_TEMP_RE = re.compile(r"^\.(?P<name>[0-9a-f]{64})\.(?P<pid>[0-9]+)\.[0-9]+\.tmp$")
+_IN_FLIGHT = 4  # chunks being written at once (at most 4 x 4 MiB held in memory)
 _STALE_AGE = 6 * 3600
 
 
@@ -146,6 +149,9 @@ class ChunkDir:
     def __init__(self, backups_dir: Path, kid: bytes) -> None:
         self.root = Path(backups_dir) / CHUNKS_DIR / kid.hex()
         self._dirty: set[Path] = set()
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: list[Future[None]] = []
+        self._slots = threading.BoundedSemaphore(_IN_FLIGHT)
 
     def path(self, name: str) -> Path:
         return self.root / name[:2] / name
@@ -158,16 +164,30 @@ class ChunkDir:
             return None
 
     def put(self, name: str, blob: bytes) -> None:
+        """Store a chunk: written, fsynced and renamed by a small pool of threads, so the next
+        chunk is sealed while this one reaches the disk (fsyncs overlap). ``sync`` waits."""
         target = self.path(name)
         folder = target.parent
         if not folder.is_dir():
-            for level in (self.root.parent.parent / CHUNKS_DIR, self.root.parent, self.root, folder):
+            for level in (self.root.parent, self.root, folder):
                 try:
                     os.mkdir(level, 0o700)
                     self._dirty.add(level.parent)
                 except FileExistsError:
                     pass
-        temp = folder / f".{name}.{os.getpid()}.tmp"
+        self._dirty.add(folder)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=_IN_FLIGHT, thread_name_prefix="linda-chunk")
+        self._slots.acquire()
+        future = self._pool.submit(self._write, target, blob)
+        future.add_done_callback(lambda _: self._slots.release())
+        self._pending.append(future)
+        for done in [f for f in self._pending if f.done()]:
+            self._pending.remove(done)
+            done.result()  # raise a failed write (disk full) at once
+
+    def _write(self, target: Path, blob: bytes) -> None:
+        temp = target.parent / f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp"
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o600)
         try:
             with os.fdopen(fd, "wb") as handle:
@@ -181,14 +201,29 @@ class ChunkDir:
             except OSError:
                 pass
             raise
-        self._dirty.add(folder)
+
+    def wait(self) -> None:
+        """Wait for every chunk handed to ``put``; raises the first failure."""
+        pending, self._pending = self._pending, []
+        error: BaseException | None = None
+        for future in pending:
+            try:
+                future.result()
+            except BaseException as exc:  # noqa: BLE001 - wait for all, then raise the first
+                error = error or exc
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        if error is not None:
+            raise error
 
     def mark_dirty(self, name: str) -> None:
         """Have ``sync`` make this chunk's rename durable too (a chunk an interrupted backup left)."""
         self._dirty.add(self.path(name).parent)
 
     def sync(self) -> None:
-        """Make every rename so far durable (before the manifest that needs them is committed)."""
+        """Make every chunk so far durable (before the manifest that needs them is committed)."""
+        self.wait()
         for folder in sorted(self._dirty, key=lambda p: len(p.parts), reverse=True):
             fsync_dir(folder)
         self._dirty.clear()

@@ -1,12 +1,14 @@
-"""Benchmark: our encrypted backup vs the old system's copy and vs tar.gz, on one profile.
+"""Benchmark: deduplicated chunk-store backups against today's one-archive format, on one profile.
 
     python tests/bench/bench_backup.py [--idb-mb 200] [--caches-mb 60] [--keep DIR]
 
 The profile's IndexedDB is written by real Chromium (the test page stores ~16 KB values, half
 random bytes like encrypted keys/media, half chat-like JSON text, and Chromium snappy-compresses
-its tables); the caches (Cache/, Code Cache/, Service Worker/) are synthetic files of realistic
-sizes and content (JS-like text and incompressible media), because a local page cannot make
-Chromium fill them. All timings in the same run, warm page cache, best of 2.
+its tables); the caches (Cache/, Code Cache/, Service Worker/) are synthetic files, which no
+backup includes. "~2 % changed" = Chromium reopens the profile and rewrites ~2 % of the records
+(new values under existing keys, as a day of chats does), so LevelDB writes its log, new tables
+and compacts as it would. Both formats back up the same profile states in the same run; first
+backups and restores are best of 2 (warm page cache), generations are one run each.
 """
 
 from __future__ import annotations
@@ -20,13 +22,16 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from linda_desktop.session.backup import BackupStore  # noqa: E402
+from linda_desktop.session.backup import FORMAT_ARCHIVE, FORMAT_CHUNKED, BackupStore  # noqa: E402
 from linda_desktop.session.profile import session_files  # noqa: E402
 from tests.helpers.chromium_profile import free_port, make_real_profile  # noqa: E402
 from tests.helpers.fake_profile import mixed_bytes  # noqa: E402
+
+GENERATIONS = 6
 
 
 def du(path: Path) -> int:
@@ -54,17 +59,26 @@ def add_caches(profile: Path, total_mb: float, seed: int = 7) -> None:
             n += 1
 
 
-def timed(fn, repeat: int = 2) -> tuple[float, object]:
+def timed(fn: Callable[[], Any], repeat: int = 2, before: Callable[[], None] | None = None) -> tuple[float, Any]:
     best, result = float("inf"), None
     for _ in range(repeat):
+        if before is not None:
+            before()
         started = time.perf_counter()
         result = fn()
         best = min(best, time.perf_counter() - started)
     return best, result
 
 
+def warm(profile: Path) -> None:
+    subprocess.run(["sync"], check=False)
+    for path in profile.rglob("*"):  # the page cache warm for both formats alike
+        if path.is_file() and not path.is_symlink():
+            path.read_bytes()
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--idb-mb", type=float, default=200, help="target IndexedDB size on disk")
     parser.add_argument("--caches-mb", type=float, default=60)
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
@@ -72,7 +86,9 @@ def main() -> None:
 
     root = opts.keep or Path(tempfile.mkdtemp(prefix="linda-bench-"))
     root.mkdir(parents=True, exist_ok=True)
-    profile = root / "data" / "profile"
+    data = root / "data"
+    profile = data / "profile"
+    work = data / "work"
     try:
         port = free_port()
         origin = f"http://127.0.0.1:{port}/"
@@ -83,63 +99,109 @@ def main() -> None:
         add_caches(profile, opts.caches_mb)
         idb = du(profile / "Default" / "IndexedDB")
         session = sum((profile / rel).stat().st_size for rel in session_files(profile, origin))
-        whole = du(profile)
-        subprocess.run(["sync"], check=False)
-        for path in profile.rglob("*"):  # warm the page cache for everyone alike
-            if path.is_file() and not path.is_symlink():
-                path.read_bytes()
-
+        warm(profile)
         key = os.urandom(32)
-        results: dict[str, tuple[float, int]] = {}
-        for label, compress in (("ours (adaptive deflate)", True), ("ours (no compression)", False)):
-            store = BackupStore(root / "data" / f"backups-{compress}", key, work_dir=root / "data" / "work", compress=compress)
-            seconds, info = timed(lambda: store.create(profile, origin_url=origin, reason="manual"))
-            results[label] = (seconds, info.size)
-            if compress:
-                ours_store, ours_info = store, info
-        verify_s, _ = timed(lambda: ours_store.verify(ours_info.id))
 
-        def restore() -> None:
-            target = root / "data" / "restored"
-            shutil.rmtree(target, ignore_errors=True)
-            ours_store.restore(ours_info.id, target)
+        def fresh(fmt: str, name: str, keep: int = 5) -> BackupStore:
+            folder = data / name
+            shutil.rmtree(folder, ignore_errors=True)
+            return BackupStore(folder, key, keep=keep, work_dir=work, backup_format=fmt)
 
-        restore_s, _ = timed(restore)
+        # ---- first backup, each format, best of 2 (a fresh, empty store each time)
+        stores: dict[str, BackupStore] = {}
 
-        def copytree() -> int:
-            target = root / "copy"
-            shutil.rmtree(target, ignore_errors=True)
-            shutil.copytree(profile, target, symlinks=True)
-            return du(target)
+        def first(fmt: str) -> Any:
+            stores[fmt] = fresh(fmt, f"first-{fmt}")
+            return stores[fmt].create(profile, origin_url=origin, reason="manual")
 
-        copy_s, copy_size = timed(copytree)
-        results["old system: copytree of the profile"] = (copy_s, copy_size)
+        old_s, old_info = timed(lambda: first(FORMAT_ARCHIVE))
+        new_s, new_info = timed(lambda: first(FORMAT_CHUNKED))
+        old_store, new_store = stores[FORMAT_ARCHIVE], stores[FORMAT_CHUNKED]
 
-        def targz() -> int:
-            out = root / "profile.tar.gz"
-            subprocess.run(["tar", "czf", str(out), "-C", str(profile.parent), profile.name], check=True)
-            return out.stat().st_size
+        # ---- a second backup of the unchanged profile
+        second_s, second_info = timed(lambda: new_store.create(profile, origin_url=origin, reason="auto"))
+        old_second_s, old_second_info = timed(lambda: old_store.create(profile, origin_url=origin, reason="auto"))
 
-        tar_s, tar_size = timed(targz)
-        results["tar czf of the profile"] = (tar_s, tar_size)
+        # ---- restore, best of 2 each
+        def restore(store: BackupStore, backup_id: str) -> Callable[[], None]:
+            def run() -> None:
+                store.restore(backup_id, data / "restored")
+            return run
 
-        print(f"profile: {mb(whole)} in all, IndexedDB {mb(idb)} (written by Chromium in {chromium_s:.1f} s),")
-        caches = sum(du(profile / "Default" / name) for name in ("Cache", "Code Cache", "Service Worker", "GPUCache"))
-        print(f"         caches {mb(caches)}, session files (what we back up) {mb(session)}")
-        print(f"{'':40s} {'time':>9s} {'size':>11s}")
-        for label, (seconds, size) in results.items():
-            print(f"{label:40s} {seconds:8.2f}s {mb(size)}")
-        print(f"{'ours: verify (decrypt + SHA-256 all)':40s} {verify_s:8.2f}s")
-        print(f"{'ours: restore (extract, verify, swap)':40s} {restore_s:8.2f}s")
-        ours_s, ours_size = results["ours (adaptive deflate)"]
-        raw_s, raw_size = results["ours (no compression)"]
-        print("ratios (ours with adaptive deflate):")
-        print(f"  size vs tar.gz      {ours_size / tar_size:6.2f}x   time vs tar czf   {ours_s / tar_s:6.2f}x")
-        print(f"  size vs copytree    {ours_size / copy_size:6.2f}x   time vs copytree  {ours_s / copy_s:6.2f}x")
-        print(f"  deflate saves       {(raw_size - ours_size) / raw_size * 100:5.1f} %   and costs {ours_s - raw_s:+.2f} s")
-        print("  (copytree/tar do not fsync; our backup fsyncs its file before it counts)")
-        ok = ours_size < tar_size and ours_s <= tar_s
-        print("target (smaller than tar.gz and not slower):", "MET" if ok else "NOT MET")
+        def clear_restored() -> None:
+            shutil.rmtree(data / "restored", ignore_errors=True)
+            shutil.rmtree(work / "replaced-profiles", ignore_errors=True)
+
+        old_restore_s, _ = timed(restore(old_store, old_info.id), before=clear_restored)
+        new_restore_s, _ = timed(restore(new_store, new_info.id), before=clear_restored)
+        clear_restored()
+
+        # ---- 6 generations with ~2 % changed between two, as the app keeps them (5 + known-good)
+        gen = {FORMAT_ARCHIVE: fresh(FORMAT_ARCHIVE, "gen-archive"), FORMAT_CHUNKED: fresh(FORMAT_CHUNKED, "gen-chunked")}
+        change_mb = opts.idb_mb * 0.02 / 0.77
+        rows: list[tuple[int, dict[str, tuple[float, int]]]] = []
+        chromium_change_s = 0.0
+        for n in range(GENERATIONS):
+            if n:
+                t0 = time.perf_counter()
+                make_real_profile(profile, port=port, payload_mb=change_mb)
+                chromium_change_s += time.perf_counter() - t0
+                warm(profile)
+            row: dict[str, tuple[float, int]] = {}
+            for fmt, store in gen.items():
+                t0 = time.perf_counter()
+                info = store.create(profile, origin_url=origin, reason="auto")
+                row[fmt] = (time.perf_counter() - t0, info.written or info.size)
+                if n == 0:
+                    store.mark_known_good(info.id)
+                store.rotate()
+            rows.append((n, row))
+        disk = {fmt: du(store.backups_dir) for fmt, store in gen.items()}
+        kept = {fmt: len(store.list()) for fmt, store in gen.items()}
+        full_new = rows[0][1][FORMAT_CHUNKED][1]
+        full_old = rows[0][1][FORMAT_ARCHIVE][1]
+        for store in gen.values():
+            for info in store.list():
+                store.verify(info.id)
+
+        # ---- report
+        print(f"profile: IndexedDB {mb(idb)} written by Chromium in {chromium_s:.1f} s; session files "
+              f"(what is backed up) {mb(session)}; caches {opts.caches_mb:.0f} MB (never backed up)")
+        print(f"{'':46s} {'time':>8s} {'written':>11s}")
+        print(f"{'first backup, today (one archive)':46s} {old_s:7.2f}s {mb(old_info.size)}")
+        print(f"{'first backup, new (chunk store)':46s} {new_s:7.2f}s {mb(new_info.written)}")
+        print(f"{'second backup, unchanged profile, today':46s} {old_second_s:7.2f}s {mb(old_second_info.size)}")
+        print(f"{'second backup, unchanged profile, new':46s} {second_s:7.3f}s {mb(second_info.written)}")
+        ch_old_s, ch_old_b = rows[1][1][FORMAT_ARCHIVE]
+        ch_new_s, ch_new_b = rows[1][1][FORMAT_CHUNKED]
+        print(f"{'backup after ~2 % changed, today':46s} {ch_old_s:7.2f}s {mb(ch_old_b)}")
+        print(f"{'backup after ~2 % changed, new':46s} {ch_new_s:7.2f}s {mb(ch_new_b)}")
+        print(f"{'restore, today':46s} {old_restore_s:7.2f}s")
+        print(f"{'restore, new':46s} {new_restore_s:7.2f}s")
+        print(f"generations ({GENERATIONS}, ~2 % changed between two; Chromium took {chromium_change_s:.1f} s "
+              f"for the changes), written per backup, new vs today:")
+        for n, row in rows:
+            (to, bo), (tn, bn) = row[FORMAT_ARCHIVE], row[FORMAT_CHUNKED]
+            print(f"  #{n + 1}: new {tn:6.2f}s {mb(bn)}   today {to:6.2f}s {mb(bo)}")
+        print(f"disk for {kept[FORMAT_CHUNKED]} generations: new {mb(disk[FORMAT_CHUNKED])}, "
+              f"today ({kept[FORMAT_ARCHIVE]} kept) {mb(disk[FORMAT_ARCHIVE])}")
+        ratios = {
+            "first backup time, new / today": (new_s / old_s, None),
+            "first backup bytes, new / today": (new_info.written / old_info.size, None),
+            "unchanged 2nd backup bytes / first (target < 5 %)": (second_info.written / new_info.written, 0.05),
+            "unchanged 2nd backup time / first (target < 5 %)": (second_s / new_s, 0.05),
+            "~2 % changed backup bytes / first": (ch_new_b / full_new, None),
+            "~2 % changed backup time / first": (ch_new_s / rows[0][1][FORMAT_CHUNKED][0], None),
+            "disk, 6 generations / one full backup (target <= 1.3x)": (disk[FORMAT_CHUNKED] / full_new, 1.3),
+            "disk, 6 generations, new / today": (disk[FORMAT_CHUNKED] / disk[FORMAT_ARCHIVE], None),
+            "restore time, new / today (target <= 1.1x)": (new_restore_s / old_restore_s, 1.1),
+        }
+        print("ratios:")
+        for label, (value, target) in ratios.items():
+            verdict = "" if target is None else ("  MET" if value <= target else "  NOT MET")
+            shown = f"{value * 100:6.2f} %" if target == 0.05 else f"{value:6.2f}x"
+            print(f"  {label:58s} {shown}{verdict}")
+        print(f"  (one full backup today: {mb(full_old)}; every backup is fsynced before it counts)")
     finally:
         if opts.keep is None:
             shutil.rmtree(root, ignore_errors=True)
