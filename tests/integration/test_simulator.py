@@ -627,3 +627,184 @@ def test_canvas_only_qr_is_built_from_internals(simulator: Simulator, chromium: 
             await b.wait_state(page, "CONNECTED")
 
     run(scenario())
+
+
+# =========================================================================== §4 passkey, pairing code
+SHORTCAKE_CARDS = ("shortcake_passkey_prompt_card", "shortcake_waiting_for_phone_card", "shortcake_code_matching_card")
+
+
+async def shortcake_card(page: Any) -> str | None:
+    for card in SHORTCAKE_CARDS:
+        if await page.locator(f"[data-testid='shortcake_passkey_screen'] [data-testid='{card}']").count():
+            return card
+    return None
+
+
+@pytest.mark.browser
+def test_passkey_screen_rotates_the_adv_secret_and_never_completes_headless(simulator: Simulator,
+                                                                            chromium: str, tmp_path):
+    simulator.configure(passkey=True, passkey_stage_seconds=2.0, language="de")
+
+    async def scenario() -> None:
+        async with chromium_profile(chromium, tmp_path / "p") as b:
+            page = await b.open(simulator.url)
+            await page.wait_for_selector("div[data-ref]", timeout=10000)
+            shown = await page.get_attribute("div[data-ref]", "data-ref")
+            assert simulator.link() is None   # the scan starts the passkey step: no device yet
+            await page.wait_for_selector("[data-testid='shortcake_passkey_screen']", timeout=5000)
+            assert await shortcake_card(page) == "shortcake_passkey_prompt_card"
+            assert await page.locator("[data-testid='shortcake_passkey_screen'] [data-icon='wa-wordmark-refreshed']").count() == 1
+            stage = await page.evaluate("() => require('WAWebShortcakeLinkingApi').Shortcake.stage")
+            assert stage == "prompt" and simulator.passkey_stage() == "prompt"
+            assert (await b.socket(page))[0] == "UNPAIRED"
+            with pytest.raises(SimulatorError) as info:   # the shown QR is no longer valid
+                simulator.link(shown, timeout=0)
+            assert info.value.code == "qr_not_displayed"
+            assert await page.locator("div[data-ref]").count() == 0
+            await page.get_by_test_id("shortcake_passkey_continue_button").click()
+            await page.get_by_text("Warten auf deinen Passkey").wait_for(timeout=3000)
+            assert await page.evaluate("() => require('WAWebShortcakeLinkingApi').getStage()") == "webauthn"
+            # Headless: navigator.credentials.get never completes; the stage times out -> a new QR.
+            await page.wait_for_selector("div[data-ref]", timeout=6000)
+            assert "anderen QR-Code scannen" in await page.get_by_role("alert").inner_text()
+            assert await page.get_attribute("div[data-ref]", "data-ref") != shown
+            # A new scan, then a reload: the pending link is lost, the page starts over with a QR.
+            simulator.link()
+            await page.wait_for_selector("[data-testid='shortcake_passkey_screen']", timeout=5000)
+            await page.reload()
+            await page.wait_for_selector("div[data-ref]", timeout=10000)
+            assert simulator.passkey_stage() is None
+            # Cancel returns to a fresh QR too.
+            simulator.link()
+            await page.get_by_test_id("shortcake_cancel_button").click()
+            await page.wait_for_selector("div[data-ref]", timeout=5000)
+        assert simulator.devices()["devices"] == []
+        counters = simulator.counters()
+        assert counters["text_clicks"] == 0 and counters["testid_clicks"] == 2 and counters["passkey_links"] == 0
+
+    run(scenario())
+
+
+async def virtual_authenticator(context: Any, page: Any, rp_id: str) -> tuple[Any, str]:
+    """CDP WebAuthn: a platform authenticator with user verification and one resident passkey."""
+    cdp = await context.new_cdp_session(page)
+    await cdp.send("WebAuthn.enable")
+    auth = await cdp.send("WebAuthn.addVirtualAuthenticator", {"options": {
+        "protocol": "ctap2", "transport": "internal", "hasResidentKey": True,
+        "hasUserVerification": True, "isUserVerified": True}})
+    await add_passkey(cdp, auth["authenticatorId"], rp_id)
+    return cdp, auth["authenticatorId"]
+
+
+async def add_passkey(cdp: Any, authenticator_id: str, rp_id: str) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    await cdp.send("WebAuthn.addCredential", {"authenticatorId": authenticator_id, "credential": {
+        "credentialId": base64.b64encode(f"passkey-{rp_id}".encode()).decode(), "isResidentCredential": True,
+        "rpId": rp_id, "privateKey": base64.b64encode(key).decode(),
+        "userHandle": base64.b64encode(b"owner").decode(), "signCount": 0}})
+
+
+@pytest.mark.browser
+@pytest.mark.xvfb
+def test_passkey_link_completes_in_a_visible_window_with_a_virtual_authenticator(tmp_path, chromium: str, xvfb: str):
+    """The same page from the scan to connected; WebAuthn needs a domain, so the page is opened
+    as http://localhost:PORT (rpId "localhost" stands in for whatsapp.com)."""
+    sim = Simulator(free_port(), tmp_path / "sim", url_host="localhost", loading_seconds=0.3, sync_seconds=0,
+                    first_qr_seconds=30, passkey=True, passkey_phone_seconds=0.3)
+
+    async def scenario() -> None:
+        async with chromium_profile(chromium, tmp_path / "p", headless=False, env={"DISPLAY": xvfb},
+                                    args=("--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1, EXCLUDE localhost",)) as b:
+            page = await b.open(sim.url)
+            await page.wait_for_selector("div[data-ref]", timeout=10000)
+            await virtual_authenticator(b.context, page, "localhost")
+            sim.link()
+            await page.get_by_test_id("shortcake_passkey_continue_button").click(timeout=5000)
+            await page.get_by_test_id("shortcake_code_matching_card").wait_for(timeout=5000)
+            code = await page.get_by_test_id("shortcake_verification_code_display").inner_text()
+            assert len(code) == 9 and code[4] == "-" and await page.get_by_role("status").inner_text() == code
+            assert sim.passkey_code() == code
+            page_ids = {p["page_id"] for p in sim.pages() if p["live"]}
+            await page.get_by_test_id("shortcake_code_confirm_button").click()
+            await b.wait_state(page, "CONNECTED", synced=True, timeout=10)
+            assert {p["page_id"] for p in sim.pages() if p["live"]} == page_ids   # one page throughout
+            assert query(page.url) == {"post_logout": "1", "logout_reason": "0"}   # no reload since the QR
+
+    with sim:
+        run(scenario())
+        counters = sim.counters()
+        assert counters["passkey_links"] == 1 and counters["links"] == 1 and counters["text_clicks"] == 0
+        assert sim.devices()["devices"][0]["via"] == "qr+passkey"
+
+
+@pytest.mark.browser
+@pytest.mark.xvfb
+def test_passkey_refused_by_the_authenticator_returns_to_the_prompt_with_an_alert(tmp_path, chromium: str, xvfb: str):
+    """No passkey for this rpId: WebAuthn fails, the prompt card comes back with role=alert; then
+    the phone confirms the code itself (sim.confirm_passkey_code)."""
+    sim = Simulator(free_port(), tmp_path / "sim", url_host="localhost", loading_seconds=0.3, sync_seconds=0,
+                    first_qr_seconds=30, passkey=True, passkey_phone_seconds=0.3)
+
+    async def scenario() -> None:
+        async with chromium_profile(chromium, tmp_path / "p", headless=False, env={"DISPLAY": xvfb},
+                                    args=("--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1, EXCLUDE localhost",)) as b:
+            page = await b.open(sim.url)
+            await page.wait_for_selector("div[data-ref]", timeout=10000)
+            cdp, authenticator = await virtual_authenticator(b.context, page, "elsewhere.example")
+            sim.link()
+            await page.get_by_test_id("shortcake_passkey_continue_button").click(timeout=5000)
+            alert = page.get_by_test_id("shortcake_passkey_prompt_card").get_by_role("alert")
+            await alert.wait_for(timeout=10000)   # NotAllowedError: back to the prompt card
+            assert sim.passkey_stage() == "prompt"
+            await add_passkey(cdp, authenticator, "localhost")
+            await page.get_by_test_id("shortcake_passkey_continue_button").click()
+            await page.get_by_test_id("shortcake_code_matching_card").wait_for(timeout=5000)
+            sim.confirm_passkey_code(sim.passkey_code())
+            await b.wait_state(page, "CONNECTED", timeout=10)
+
+    with sim:
+        run(scenario())
+
+
+@pytest.mark.browser
+def test_pairing_code_instead_of_qr(simulator: Simulator, chromium: str, tmp_path):
+    simulator.configure(pairing_code_seconds=1.0, sync_seconds=0)
+
+    async def scenario() -> None:
+        async with chromium_profile(chromium, tmp_path / "p", locale="pt-BR") as b:
+            page = await b.open(simulator.url)
+            await page.wait_for_selector("div[data-ref]", timeout=10000)
+            await page.get_by_role("button", name="Conectar com número de telefone").click()
+            await page.get_by_label("Número de telefone").fill("+1 555 999 0000")   # not the account
+            await page.get_by_role("button", name="Avançar").click()
+            await page.get_by_role("alert").wait_for(timeout=3000)
+            await page.get_by_label("Número de telefone").fill("+1 555 000 1234")
+            await page.get_by_role("button", name="Avançar").click()
+            await page.wait_for_selector("[data-link-code]", timeout=3000)
+            shown = await page.get_attribute("[data-link-code]", "data-link-code")
+            assert len(shown) == 9 and shown.replace("-", "") == simulator.pairing_code()
+            assert simulator.current_qr() is None   # the QR is not on screen
+            time.sleep(1.2)
+            with pytest.raises(SimulatorError) as info:
+                simulator.enter_pairing_code(shown)
+            assert info.value.code == "code_expired"
+            await page.get_by_role("alert").wait_for(timeout=3000)
+            # wa-js's call gives a new code without touching the form
+            code = await page.evaluate("() => WPP.conn.genLinkDeviceCodeForPhoneNumber('15550001234')")
+            assert len(code) == 8 and code == simulator.pairing_code() and code != shown.replace("-", "")
+            with pytest.raises(SimulatorError) as info:
+                simulator.enter_pairing_code("AAAA-AAAA")
+            assert info.value.code == "bad_code"
+            device = simulator.enter_pairing_code(code)
+            await b.wait_state(page, "CONNECTED", synced=True)
+            assert simulator.devices()["devices"][0]["device_id"] == device
+            assert simulator.devices()["devices"][0]["via"] == "pairing_code"
+        counters = simulator.counters()
+        assert counters["pairing_codes"] == 2 and counters["pairing_code_links"] == 1
+        assert counters["clicks"] == {"link_with_phone_number": 1, "pairing_next": 2}
+
+    run(scenario())

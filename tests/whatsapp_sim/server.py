@@ -14,6 +14,7 @@ from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
 from tests.whatsapp_sim.engine import Engine, SimError
+from tests.whatsapp_sim import messaging
 
 STATIC = Path(__file__).resolve().parent / "static"
 MIN_CHROME = 100
@@ -120,6 +121,8 @@ class Handler(BaseHTTPRequestHandler):
                 self._index()
             elif url.path.startswith("/static/"):
                 self._static(url.path[len("/static/"):])
+            elif messaging.handles(url.path):  # bot API extras (messaging.py)
+                self._json(*messaging.get(engine, url.path, query))
             elif url.path == "/_sim/api/poll":
                 ack = query.get("ack", "")
                 self._json(engine.page_poll(query.get("page_id", ""), self._report(query),
@@ -193,6 +196,7 @@ class Handler(BaseHTTPRequestHandler):
                 "/_sim/online": lambda: engine.set_offline(False),
                 "/_sim/config": lambda: {"config": engine.configure(body)},
             }
+            route.update(messaging.post_routes(engine, body))  # bot API extras (messaging.py)
             handler = route.get(url.path)
             if handler is None:
                 raise SimError("not_found", f"no route {url.path}", 404)

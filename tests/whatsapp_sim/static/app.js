@@ -399,16 +399,64 @@
   };
   WPP.conn.getStreamData = () => ({mode: Stream.mode || 'MAIN', info: Stream.info || 'NORMAL'});
   WPP.conn.isOnline = () => mode === 'connected';
+  // tests/whatsapp_sim/messaging.py: lid → phone number, a server round trip, acks, ciphertext.
+  const getJson = async (path) => (await fetch(path, {cache: 'no-store'})).json();
+  WPP.contact = {
+    async getPnLidEntry(id) {
+      const lid = String(id && (id._serialized || id));
+      const r = await getJson(`/_sim/msg/lid?lid=${encodeURIComponent(lid)}`);
+      return {lid: wid(r.lid), phoneNumber: r.phoneNumber ? wid(r.phoneNumber) : undefined};
+    },
+    async queryExists(id) {
+      const r = await getJson(`/_sim/msg/query_exists?wid=${encodeURIComponent(String(id && (id._serialized || id)))}`);
+      if (r.error) throw new Error(r.error);
+      return {wid: wid(r.wid)};
+    },
+  };
+  let ackSeq = 0;
+  async function ackLoop() {
+    for (;;) {
+      await sleep(300);
+      if (mode !== 'connected') continue;
+      try {
+        const r = await getJson(`/_sim/msg/poll?since=${ackSeq}`);
+        for (const a of r.acks || []) {
+          ackSeq = Math.max(ackSeq, a.seq);
+          const remote = wid(a.chat_id);
+          emitWpp('chat.msg_ack_change', {ack: a.ack, chat: remote,
+                                          ids: [{fromMe: true, remote, id: a.id, _serialized: `true_${a.chat_id}_${a.id}`}]});
+        }
+      } catch (e) { /* server away: next turn */ }
+    }
+  }
+  if (CFG.wpp_api !== false) ackLoop();
+  let receiving = Promise.resolve();
   function receive(messages) {
+    const fresh = [];
     for (const m of messages) {
       if (msgAck !== null && m.seq <= msgAck) continue;
       msgAck = m.seq;
+      fresh.push(m);
+    }
+    if (fresh.length) receiving = receiving.then(() => deliver(fresh)).catch(() => {});
+  }
+  async function deliver(messages) {
+    let flags = {};
+    try { flags = (await getJson(`/_sim/msg/flags?ids=${messages.map((m) => m.id).join(',')}`)).flags || {}; }
+    catch (e) { flags = {}; }
+    for (const m of messages) {
       const raw = {id: m.id, fromMe: false, chat: m.chat_id, sender: m.sender, body: m.text, t: m.t, name: m.name};
       const msg = msgModel(raw);
       const backlog = typeof m.t === 'number' && m.t < Math.floor(BOOT_SECONDS);
       if (backlog) msg.isNewMsg = false;
       storeMsg(msg, true, raw);
-      if (!backlog) emitWpp('chat.new_message', msg);
+      if (backlog) continue;
+      if ((flags[m.id] || {}).ciphertext) {
+        // WhatsApp adds the message before it can decrypt it, then again (same id) once it has.
+        emitWpp('chat.new_message', {...msg, type: 'ciphertext', body: undefined});
+        await sleep(300);
+      }
+      emitWpp('chat.new_message', msg);
     }
   }
 
