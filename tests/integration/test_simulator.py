@@ -808,3 +808,35 @@ def test_pairing_code_instead_of_qr(simulator: Simulator, chromium: str, tmp_pat
         assert counters["clicks"] == {"link_with_phone_number": 1, "pairing_next": 2}
 
     run(scenario())
+
+
+# =========================================================================== bot side: presence, liveness
+@pytest.mark.browser
+def test_the_phone_records_presence_and_a_frozen_socket_delivers_nothing(simulator: Simulator, chromium: str, tmp_path):
+    simulator.configure(sync_seconds=0)
+
+    async def scenario() -> None:
+        async with chromium_profile(chromium, tmp_path / "p") as b:
+            page = await b.open(simulator.url)
+            await page.wait_for_selector("div[data-ref]", timeout=10000)
+            await page.evaluate("() => { window.__msgs = []; WPP.on('chat.new_message', (m) => window.__msgs.push(m.body)); }")
+            simulator.link()
+            await b.wait_state(page, "CONNECTED", synced=True)
+            focused = await page.evaluate("() => document.hasFocus() && document.visibilityState === 'visible'")
+            time.sleep(0.4)
+            device = simulator.devices()["devices"][0]
+            assert device["online"] is focused   # a focused, visible page shows "online" by itself
+            await page.evaluate("() => WPP.conn.markUnavailable()")
+            time.sleep(0.4)
+            assert simulator.devices()["devices"][0]["online"] is False
+            assert await page.evaluate("() => require('WAWebStreamModel').Stream.available") is False
+            simulator.freeze()
+            simulator.deliver("15557654321", "while frozen")
+            time.sleep(0.6)
+            assert await page.evaluate("() => window.__msgs") == []
+            assert await page.locator("#pane-side div[role='row']").count() == 4   # still looks connected
+            assert (await b.socket(page))[:3] == ["CONNECTED", True, "NORMAL"]
+            simulator.freeze(False)
+            await page.wait_for_function("() => window.__msgs.length === 1", timeout=5000)
+
+    run(scenario())

@@ -70,7 +70,7 @@ _WID_RE = re.compile(r"^\d{5,20}@(c\.us|g\.us|lid)$")
 COUNTER_NAMES = ("link_attempts", "links", "logins", "takeovers", "takeover_calls", "use_here_clicks",
                  "text_clicks", "testid_clicks", "require_calls_before_boot", "require_calls", "boots",
                  "refresh_qr_calls", "logouts", "rejected_generations", "passkey_links",
-                 "pairing_codes", "pairing_code_links", "deprecated_loads", "conflicts")
+                 "pairing_codes", "pairing_code_links", "deprecated_loads", "conflicts", "online_shown")
 
 
 class SimError(Exception):
@@ -280,9 +280,24 @@ class Engine:
         for key in ("mode", "state", "url", "lang"):
             if report.get(key):
                 setattr(page, key, str(report[key]))
-        for key in ("visible", "available"):
-            if isinstance(report.get(key), bool):
-                setattr(page, key, report[key])
+        if isinstance(report.get("visible"), bool):
+            page.visible = report["visible"]
+        if isinstance(report.get("available"), bool):
+            self._presence(page, report["available"])
+
+    def _presence(self, page: PageRec, available: bool) -> None:
+        """The phone sees whether this linked device is "online" (it then silences its own
+        notifications): every switch to online is recorded on the device and counted."""
+        was, page.available = page.available, available
+        dev = self.devices.get(page.device_id or "")
+        if dev is None or was == available:
+            return
+        dev["online"] = available
+        if available:
+            dev["online_shown"] = dev.get("online_shown", 0) + 1
+            dev["last_online_at"] = _now_iso()
+            self._count("online_shown")
+        self._event("presence", device_id=dev["device_id"], available=available)
 
     def _revoke(self, dev: dict[str, Any], reason: str) -> None:
         if not dev.get("revoked"):
