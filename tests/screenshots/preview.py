@@ -2,7 +2,12 @@
 
     python -m tests.screenshots.preview qr          # the QR window with a code
     python -m tests.screenshots.preview expired     # … the code expired
-    python -m tests.screenshots.preview stalled     # … WhatsApp asks to finish on this computer
+    python -m tests.screenshots.preview passkey     # … the passkey step: press Continue in the WhatsApp window
+    python -m tests.screenshots.preview passkey-wait  # … waiting for the phone
+    python -m tests.screenshots.preview passkey-code  # … confirm the same code in the browser and on the phone
+    python -m tests.screenshots.preview link-expired  # … a step timed out or was cancelled: scan a new code
+    python -m tests.screenshots.preview phone       # … "Link with phone number instead": the number
+    python -m tests.screenshots.preview pairing-code  # … the pairing code to type on the phone
     python -m tests.screenshots.preview restoring   # … restoring from a backup
     python -m tests.screenshots.preview menu        # connected, with backups: the tray menu
     python -m tests.screenshots.preview status      # the status window (as without a tray)
@@ -27,10 +32,14 @@ from typing import Any
 
 from PySide6.QtCore import QPoint, QTimer
 
-from linda_desktop.base.events import (BackupMade, Event, QrCode, SessionState, StateChanged)
+from linda_desktop.base.events import (BackupMade, Event, PairingCode, QrCode, SessionState, StateChanged,
+                                       StateCode)
 from linda_desktop.base.paths import resolve_paths
 
-SCENES = ("qr", "expired", "stalled", "restoring", "menu", "status", "diagnostics", "about")
+LINK_SCENES = ("qr", "expired", "passkey", "passkey-wait", "passkey-code", "link-expired", "phone", "pairing-code",
+               "restoring")
+SCENES = (*LINK_SCENES, "menu", "status", "diagnostics", "about")
+SAMPLE_PHONE = "31612345678"
 
 
 def sample_payload(seed: int = 7) -> str:
@@ -94,8 +103,14 @@ class ScriptedService:
         await asyncio.sleep(0.8)
         self.on_event(QrCode(sample_payload(13)))
 
-    async def finish_in_visible_browser(self) -> None:
+    async def finish_link(self) -> None:
         await asyncio.sleep(0.5)
+
+    async def request_pairing_code(self, phone: str) -> str:
+        await asyncio.sleep(0.8)
+        self.on_event(StateChanged(SessionState.NEEDS_LINK, code=StateCode.PAIRING_CODE))
+        self.on_event(PairingCode("K7QM-2XWP", phone=phone))
+        return "K7QM-2XWP"
 
 
 def scene_events(scene: str) -> list[Event]:
@@ -105,8 +120,18 @@ def scene_events(scene: str) -> list[Event]:
         return link
     if scene == "expired":
         return link + [QrCode(sample_payload(), idle=True)]
-    if scene == "stalled":
-        return link + [StateChanged(SessionState.NEEDS_LINK, reason="link_stalled: passkey")]
+    stages = {"passkey": {"stage": "prompt"}, "passkey-wait": {"stage": "waiting_for_phone"},
+              "passkey-code": {"stage": "code_matching", "code": "5HJX-8QRT"}}
+    if scene in stages:
+        return link + [StateChanged(SessionState.NEEDS_LINK, code=StateCode.PASSKEY, step="passkey",
+                                    details=stages[scene])]
+    if scene == "link-expired":
+        return link + [StateChanged(SessionState.NEEDS_LINK, code=StateCode.PASSKEY, step="passkey",
+                                    details={"stage": "prompt"}),
+                       StateChanged(SessionState.NEEDS_LINK, code=StateCode.LINK_EXPIRED),
+                       QrCode(sample_payload(21))]
+    if scene in ("phone", "pairing-code"):
+        return link
     if scene == "restoring":
         return [StateChanged(SessionState.STARTING), StateChanged(SessionState.RESTORING)]
     return [StateChanged(SessionState.STARTING),
@@ -159,8 +184,13 @@ def main(argv: list[str] | None = None) -> int:
     controller.notifier.enabled = False  # no balloons over the screenshots
 
     def stage() -> None:
-        if args.scene in ("qr", "expired", "stalled", "restoring"):
+        if args.scene in LINK_SCENES:
             app.qr_window.bring_forward()
+            if args.scene in ("phone", "pairing-code"):
+                app.qr_window.switch_button.click()  # "Link with phone number instead"
+                app.qr_window.phone_edit.setText("+31 6 1234 5678")
+            if args.scene == "pairing-code":
+                app.qr_window.get_code_button.click()
         elif args.scene == "status":
             app.status_window.bring_forward()
         elif args.scene == "diagnostics":

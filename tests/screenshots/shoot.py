@@ -2,6 +2,7 @@
 
     python -m tests.screenshots.shoot preview   # the real UI fed with fixed events (no browser)
     python -m tests.screenshots.shoot app       # the full app against the WhatsApp simulator
+    python -m tests.screenshots.shoot passkey   # the full app: the passkey step, browser window beside it
 
 Writes PNGs to resources/screenshots/ (or --out DIR). Needs Xvfb, openbox, tint2, xdotool,
 xwininfo, xprop and imagemagick (``import``/``convert``). Every process started here is ended
@@ -35,8 +36,9 @@ TOOLS = ("Xvfb", "openbox", "tint2", "xdotool", "xwininfo", "xprop", "import", "
 class Desktop:
     """Xvfb on a free display, a desktop background, openbox and a tint2 panel with a tray."""
 
-    def __init__(self, scratch: Path) -> None:
+    def __init__(self, scratch: Path, size: tuple[int, int] = SCREEN) -> None:
         self.scratch = scratch
+        self.size = size
         self.procs: list[subprocess.Popen] = []
         self.display = ""
 
@@ -50,7 +52,7 @@ class Desktop:
     def _start_all(self) -> "Desktop":
         read_fd, write_fd = os.pipe()
         xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(write_fd), "-screen", "0",
-                                 f"{SCREEN[0]}x{SCREEN[1]}x24", "-nolisten", "tcp"],
+                                 f"{self.size[0]}x{self.size[1]}x24", "-nolisten", "tcp"],
                                 pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         os.close(write_fd)
         self.procs.append(xvfb)
@@ -60,7 +62,7 @@ class Desktop:
             raise SystemExit("Xvfb did not start")
         self.display = f":{number}"
         bg = self.scratch / "background.png"
-        subprocess.run(["convert", "-size", f"{SCREEN[0]}x{SCREEN[1]}", "gradient:#5b7d99-#2f4558",
+        subprocess.run(["convert", "-size", f"{self.size[0]}x{self.size[1]}", "gradient:#5b7d99-#2f4558",
                         str(bg)], check=True)
         # `display` sets the root background, then exits 1 (nothing to show): ignore the code.
         subprocess.run(["display", "-window", "root", str(bg)], env=self.env(), check=False,
@@ -124,16 +126,16 @@ class Desktop:
         subprocess.run(["import", "-window", "root", str(raw)], env=self.env(), check=True)
         args = ["convert", str(raw)]
         if crop:
-            x, y, w, h = _clip(crop)
+            x, y, w, h = _clip(crop, self.size)
             args += ["-crop", f"{w}x{h}+{x}+{y}", "+repage"]
         subprocess.run(args + ["-strip", str(path)], check=True)
         return path
 
 
-def _clip(box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+def _clip(box: tuple[int, int, int, int], screen: tuple[int, int] = SCREEN) -> tuple[int, int, int, int]:
     x, y, w, h = box
     x0, y0 = max(0, x), max(0, y)
-    x1, y1 = min(SCREEN[0], x + w), min(SCREEN[1], y + h)
+    x1, y1 = min(screen[0], x + w), min(screen[1], y + h)
     return x0, y0, x1 - x0, y1 - y0
 
 
@@ -211,12 +213,17 @@ def menu_shot(desk: Desktop, out: Path, submenu_out: Path | None = None) -> list
 
 def preview(desk: Desktop, out: Path) -> list[Path]:
     shots: list[Path] = []
-    scenes = [("menu", "tray-menu.png"), ("qr", "qr-window.png"), ("expired", "qr-expired.png"),
-              ("stalled", "link-stalled.png"), ("restoring", "restoring.png"),
+    link = [("qr", "qr-window.png"), ("expired", "qr-expired.png"), ("passkey", "passkey-prompt.png"),
+            ("passkey-wait", "passkey-waiting.png"), ("passkey-code", "passkey-code.png"),
+            ("link-expired", "link-expired.png"), ("phone", "phone-number.png"), ("pairing-code", "pairing-code.png"),
+            ("restoring", "restoring.png")]
+    scenes = [("menu", "tray-menu.png"), *link,
               ("status", "status-window.png"), ("diagnostics", "diagnostics.png"), ("about", "about.png")]
-    titles = {"qr": "Link WhatsApp", "expired": "Link WhatsApp", "stalled": "Link WhatsApp",
-              "restoring": "Link WhatsApp", "status": "^Linda Desktop$", "diagnostics": "Diagnostics",
-              "about": "About Linda Desktop"}
+    titles = {**{scene: "Link WhatsApp" for scene, _ in link}, "status": "^Linda Desktop$",
+              "diagnostics": "Diagnostics", "about": "About Linda Desktop"}
+    only = os.environ.get("LINDA_SHOTS_ONLY")  # e.g. "passkey,phone": just these scenes
+    if only:
+        scenes = [(scene, name) for scene, name in scenes if scene in only.split(",")]
     for scene, filename in scenes:
         proc = desk.start([sys.executable, "-m", "tests.screenshots.preview", scene],
                           cwd=str(ROOT), stdout=subprocess.PIPE, text=True)
@@ -227,6 +234,8 @@ def preview(desk: Desktop, out: Path) -> list[Path]:
             if scene == "menu":
                 shots += menu_shot(desk, out / filename, out / "tray-menu-restore.png")
             else:
+                if scene == "pairing-code":
+                    time.sleep(1.2)  # the scripted service answers the request after 0.8 s
                 shots.append(window_shot(desk, titles[scene], out / filename))
         finally:
             stop(proc)
@@ -268,6 +277,58 @@ def app(desk: Desktop, out: Path, scratch: Path) -> list[Path]:
     return shots
 
 
+PASSKEY_SCREEN = (1920, 1000)  # room for the WhatsApp window (1024×768) and the QR window side by side
+PASSKEY_CROP = (20, 26, 1900, 640)  # both windows, without the empty desktop below
+
+
+def passkey(desk: Desktop, out: Path, scratch: Path) -> list[Path]:
+    """The real app links an account that needs the passkey step: the simulated phone scans, the
+    app's own browser window comes on screen beside the QR window, Continue is pressed there and a
+    virtual authenticator answers Chrome (tests/e2e/test_passkey_link.py has the hands)."""
+    from linda_desktop.system.processes import main_browser_pid
+    from tests.e2e.test_passkey_link import OwnerHands, cdp_browser_wrapper
+    from tests.whatsapp_sim.control import Simulator
+
+    sim = Simulator(None, scratch / "sim", url_host="localhost", loading_seconds=0.5, first_qr_seconds=60,
+                    qr_interval=30, passkey=True, passkey_phone_seconds=1.5, account="31612345678").start()
+    data = scratch / "data"
+    proc = desk.start([sys.executable, "-m", "linda_desktop", "--background", "--data-dir", str(data),
+                       "--wa-url", sim.url, "--browser", str(cdp_browser_wrapper(scratch / "bin"))], cwd=str(ROOT))
+    shots: list[Path] = []
+    try:
+        qr = wait_for("the QR window", lambda: desk.windows(name="Link WhatsApp"), timeout=60)[-1]
+        wait_for("the browser", lambda: main_browser_pid(data / "profile"), timeout=30)
+        wait_for_balloons_to_go(desk)
+        with OwnerHands(data / "profile", sim.url) as hands:
+            hands.add_passkey()
+            sim.link()  # the phone scans the code
+
+            def browser_on_screen() -> bool:
+                return any(0 <= g[0] < desk.size[0] and g[2] > 200
+                           for g in (desk.geometry(w) for w in desk.windows(**{"class": "chromium"})))
+            wait_for("the WhatsApp window on screen", browser_on_screen, timeout=20)
+            desk.run("xdotool", "windowmove", qr, "1085", "140")
+            desk.run("xdotool", "windowactivate", qr)
+            time.sleep(2.0)
+            wait_for_balloons_to_go(desk)
+            shots.append(desk.screenshot(out / "app-passkey-prompt.png", PASSKEY_CROP))
+            hands.click("shortcake_passkey_continue_button")
+            wait_for("the code to match", lambda: sim.passkey_stage() == "code_matching", timeout=20)
+            desk.run("xdotool", "windowactivate", qr)
+            time.sleep(2.0)
+            shots.append(desk.screenshot(out / "app-passkey-code.png", PASSKEY_CROP))
+            hands.click("shortcake_code_confirm_button")
+            wait_for("the QR window to close", lambda: not desk.windows(name="Link WhatsApp"), timeout=60)
+        for shot in shots:
+            print("wrote", shot, flush=True)
+    finally:
+        stop(proc, grace=60)
+        sim.stop()
+    if proc.returncode != 0:
+        raise SystemExit(f"the app exited with {proc.returncode}")
+    return shots
+
+
 @contextmanager
 def scratch_dir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="linda-shots-"))
@@ -279,7 +340,7 @@ def scratch_dir() -> Iterator[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=("preview", "app"), nargs="?", default="app")
+    parser.add_argument("mode", choices=("preview", "app", "passkey"), nargs="?", default="app")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
     missing = [t for t in TOOLS if shutil.which(t) is None]
@@ -287,10 +348,13 @@ def main(argv: list[str] | None = None) -> int:
         print("missing tools:", ", ".join(missing), file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    with scratch_dir() as scratch, Desktop(scratch) as desk:
+    size = PASSKEY_SCREEN if args.mode == "passkey" else SCREEN
+    with scratch_dir() as scratch, Desktop(scratch, size) as desk:
         DEBUG_SHOT.append(desk)
         if args.mode == "preview":
             preview(desk, args.out)
+        elif args.mode == "passkey":
+            passkey(desk, args.out, scratch)
         else:
             app(desk, args.out, scratch)
     return 0
