@@ -86,8 +86,8 @@ NO_QR_CODES = {StateCode.ACCOUNT_LOCKED, StateCode.BANNED, StateCode.NETWORK_BLO
 
 def link_stage(event: StateChanged) -> LinkStep | None:
     """The passkey stage ``event`` reports, if it reports one (``step == "passkey"``)."""
-    if event.step != "passkey" and event.code != StateCode.PASSKEY:
-        return None
+    if event.code != StateCode.PASSKEY and (event.code is not None or event.step != "passkey"):
+        return None  # PASSKEY_NEEDS_DISPLAY carries step="passkey" too, but nothing to walk through here
     try:
         return LinkStep(str(event.details.get("stage", LinkStep.PROMPT.value)))
     except ValueError:

@@ -392,11 +392,16 @@ class QrWindow(QWidget):
             align |= Qt.AlignmentFlag.AlignHCenter
         self._body.setAlignment(self.pages, align)
 
-    def _mark_steps(self, current: int) -> None:
-        """Done up to ``current``, ``current`` highlighted, the rest still to do."""
+    def _mark_steps(self, current: int, *, rest_too: bool = False) -> None:
+        """Done before ``current``; ``current`` highlighted and the rest still to do, or, with
+        ``rest_too``, every step from ``current`` on is the owner's now (nothing highlighted)."""
         for index, row in enumerate(self._rows):
-            row.highlight_current()
-            row.set_progress(DONE if index < current else CURRENT if index == current else TODO)
+            if index < current:
+                row.set_progress(DONE)
+            elif index == current or rest_too:
+                row.set_progress(CURRENT, bold=not rest_too)
+            else:
+                row.set_progress(TODO)
 
     # ---- what the window shows -------------------------------------------------------------
 
@@ -431,12 +436,23 @@ class QrWindow(QWidget):
         phoning = mode in (PHONE, PAIRING) or (mode == LOADING and self._headline == "phone")
         self.switch_button.setVisible(scanning or phoning)
         self.switch_button.setText("Scan a QR code instead" if phoning else "Link with phone number instead")
-        self.status.setText(state_words(self._state, self._reason, self._code, self.stage))
+        self.status.setText(self._status_words(mode))
         if mode in (PASSKEY, PAIRING):
             self._clock.start()
             self._tick()
         else:
             self._clock.stop()
+
+    def _status_words(self, mode: str) -> str:
+        if mode == PHONE:
+            return "Needs linking — type your phone number"
+        if mode == LOADING and self._headline == "phone":
+            return "Needs linking — asking WhatsApp for a pairing code…"
+        if mode == PAIRING and self._pairing_expired:
+            return "The pairing code expired — get a new one"
+        if mode == PAIRING:
+            return "Enter the pairing code on your phone"
+        return state_words(self._state, self._reason, self._code, self.stage)
 
     def _show_loading(self, text: str, kind: str = "scan") -> None:
         self.loading_label.setText(text)
@@ -558,7 +574,7 @@ class QrWindow(QWidget):
 
     def _show_pairing(self) -> None:
         self._set_headline("phone")
-        self._mark_steps(1)
+        self._mark_steps(1, rest_too=True)
         self.pairing_code_label.setText(self._pairing_code or "")
         self.pairing_for.setText(f"for {format_phone(self._phone)}" if self._phone else "")
         self._render_pairing_expiry()
@@ -641,6 +657,7 @@ class QrWindow(QWidget):
         if code == StateCode.LINK_EXPIRED and self._use_phone and self._pairing_code:
             self._pairing_expired = True
             self._show_pairing()
+            self.pairing_timer.setText("Codes work for about 3 minutes. Get a new one when your phone is ready.")
         elif code == StateCode.LINK_EXPIRED:
             self._use_phone = False
             self._show_scan()
@@ -692,6 +709,7 @@ class QrWindow(QWidget):
             if left <= 0:
                 self._pairing_expired = True
                 self._render_pairing_expiry()
+                self.status.setText(self._status_words(PAIRING))
                 self.pairing_timer.setText("Codes work for about 3 minutes. Get a new one when your phone "
                                            "is ready.")
             else:

@@ -152,23 +152,17 @@ class StepRow(QWidget):
         self.progress = ""
         self.set_progress(CURRENT)
 
-    def set_progress(self, progress: str) -> None:
-        """``done`` (a check mark), ``current`` (green, bold text) or ``todo`` (grey)."""
+    def set_progress(self, progress: str, *, bold: bool = False) -> None:
+        """``done`` (a check mark), ``current`` (green; ``bold`` words) or ``todo`` (grey)."""
         self.progress = progress
         colour = "#9aa3ab" if progress == TODO else ACCENT
         self.badge.setText("✓" if progress == DONE else str(self.number))
         self.badge.setStyleSheet(f"QLabel#stepNumber {{ background: {colour}; color: white; border-radius: 13px;"
                                  " font-weight: bold; }")
         font = self.text.font()
-        font.setBold(progress == CURRENT and self._highlight)
+        font.setBold(progress == CURRENT and bold)
         self.text.setFont(font)
         self.text.setEnabled(progress != TODO)
-
-    _highlight = False  # True: the current step's words are bold (a list the owner walks through)
-
-    def highlight_current(self) -> None:
-        self._highlight = True
-        self.set_progress(self.progress)
 
 
 PRIMARY_STYLE = (

@@ -204,7 +204,8 @@ def test_a_timed_out_or_cancelled_step_asks_to_scan_a_new_code(qtbot, window, qr
 
 def test_passkey_needs_a_display_names_the_ways_out(qtbot, window):
     show_code(qtbot, window)
-    window.set_state(StateChanged(SessionState.NEEDS_LINK, code=StateCode.PASSKEY_NEEDS_DISPLAY))
+    window.set_state(StateChanged(SessionState.NEEDS_LINK, code=StateCode.PASSKEY_NEEDS_DISPLAY, step="passkey",
+                                  details={"stage": "prompt"}))  # as the service says it
     assert window.mode == qw.NEEDS_DISPLAY
     assert window.passkey_heading.text() == "WhatsApp asks for a passkey"
     text = window.passkey_text.text()
@@ -232,6 +233,7 @@ def open_phone(qtbot, window: QrWindow) -> None:
     assert window.steps == qw.PHONE_STEPS
     assert "<b>Link with phone number instead</b>" in window.steps[2]
     assert "<b>Linked devices</b> → <b>Link a device</b>" in window.steps[1]
+    assert window.status.text() == "Needs linking — type your phone number"
 
 
 @pytest.mark.parametrize("typed, error", [
@@ -272,6 +274,7 @@ def test_a_good_number_is_normalised_then_the_code_is_shown_large_in_groups(qtbo
     assert "more" in window.pairing_timer.text()
     assert window.switch_button.text() == "Scan a QR code instead"
     assert window.status.text() == "Enter the pairing code on your phone"
+    assert [row.progress for row in window._rows] == ["done", "current", "current", "current"]
 
 
 def test_an_expired_pairing_code_offers_a_new_one(qtbot, window):
@@ -282,6 +285,7 @@ def test_an_expired_pairing_code_offers_a_new_one(qtbot, window):
     window.set_state(StateChanged(SessionState.NEEDS_LINK, code=StateCode.LINK_EXPIRED))  # the service says so
     assert window.mode == qw.PAIRING and window.pairing_heading.text() == "This code expired"
     assert window.new_pairing_button.isVisible() and window.new_pairing_button.text() == "Get a new code"
+    assert window.status.text() == "The pairing code expired — get a new one"
     with qtbot.waitSignal(window.pairingCodeRequested, timeout=1000) as asked:
         qtbot.mouseClick(window.new_pairing_button, Qt.MouseButton.LeftButton)
     assert asked.args == ["4915123456789"]
