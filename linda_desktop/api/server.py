@@ -588,7 +588,7 @@ class ApiServer:
         from linda_desktop.browser.messaging import MessagingError
 
         try:
-            return dict(await self._service_call(self.service.send_message(to, text), SEND_TIMEOUT_SECONDS))
+            result = dict(await self._service_call(self.service.send_message(to, text), SEND_TIMEOUT_SECONDS))
         except MessagingError as exc:
             status = {"invalid_recipient": 400, "invalid_text": 400, "not_connected": 503, "not_ready": 503,
                       "timeout": 504}.get(exc.code, 502)
@@ -597,6 +597,11 @@ class ApiServer:
                             headers={"Retry-After": "5"} if status == 503 else None) from None
         except LindaError as exc:
             raise HttpError(503, "unavailable", str(exc), headers={"Retry-After": "5"}) from None
+        if result.get("id"):  # WhatsApp accepted it: the first ack (1, sent); delivered and read follow
+            ack = result.get("ack")
+            self._ingest.put({"event": "ack", "id": result["id"], "chat_id": to,
+                              "ack": ack if isinstance(ack, int) else 1})
+        return result
 
     async def _send(self, request: Request) -> tuple[int, bytes, str, dict[str, str]]:
         body = request.json()

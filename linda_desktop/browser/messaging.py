@@ -218,6 +218,7 @@ STATUS_JS = "() => window.__linda ? window.__linda.status() : null"
 REPLAY_JS = ("(opts) => window.__linda ? window.__linda.replay(opts) : "
              "{ok: false, code: 'not_ready', messages: []}")
 QUIET_JS = "(online) => window.__linda ? window.__linda.quiet(online) : {ok: false, code: 'not_ready'}"
+PROBE_JS = "(ms) => window.__linda ? window.__linda.probe(ms) : {ok: true, skipped: true}"
 CHATS_JS = "(limit) => window.__linda ? window.__linda.chats(limit) : null"
 HEALTH_JS = "() => window.__linda ? window.__linda.health() : null"
 
@@ -376,6 +377,11 @@ class MessageBridge:
     async def chats(self, page: Any, limit: int = 100) -> list[dict[str, Any]] | None:
         result = await self._call(page, CHATS_JS, limit, timeout=15)
         return [c for c in result if isinstance(c, dict)] if isinstance(result, list) else None
+
+    async def probe(self, page: Any, timeout: float = 10.0) -> dict[str, Any] | None:
+        """A round trip to WhatsApp's server through wa-js; None when the page did not answer."""
+        result = await self._call(page, PROBE_JS, int(timeout * 1000), timeout=timeout + 5)
+        return result if isinstance(result, dict) else None
 
     async def quiet(self, page: Any, online: bool = False) -> bool:
         """``WPP.conn.markUnavailable()`` (or markAvailable when the owner wants to show online)."""

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 HEALTH_EVERY_SECONDS = 15.0
 HEALTH_TIMEOUT_SECONDS = 10.0
 BRIDGE_READY_TIMEOUT_SECONDS = 90.0
-HEAL_BACKOFF_SECONDS = (30.0, 120.0, 600.0)
+HEAL_BACKOFF_SECONDS = (30.0, 120.0, 600.0)   # after the 1st, 2nd, 3rd+ heal in a row
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,8 @@ class BotLink:
         self._heal_streak = 0
         self._last_heal = 0.0
         self._ready_deadline: float | None = None
+        self._heal_not_before = 0.0
+        self._monitor_task: asyncio.Task[Any] | None = None
 
     # ------------------------------------------------------------------ settings
     def _setting(self, name: str, default: Any) -> Any:
@@ -161,7 +163,8 @@ class BotLink:
             self.connected_since = time.monotonic()
             self.last_frame = time.monotonic()
             self._spawn(self.after_connect())
-            self._spawn(self._monitor())
+            if self._monitor_task is None or self._monitor_task.done():
+                self._monitor_task = asyncio.ensure_future(self._monitor())
         else:
             self.connected_since = None
 
@@ -224,6 +227,8 @@ class BotLink:
             await asyncio.sleep(every)
             if self.service.state.value != "connected":
                 return
+            if time.monotonic() < self._heal_not_before:
+                continue  # back-off after a heal: give the reloaded page time
             episode = await self.check()
             if episode is not None:
                 await self._heal(episode)
@@ -246,6 +251,12 @@ class BotLink:
         info = str(stream.get("info") or "").upper() if isinstance(stream, dict) else ""
         if info and info not in ("NORMAL", "SYNCING", "RESUMING", "PAIRING"):
             return LivenessEpisode("stream", f"stream is {info[:40]}", now)
+        probe = await self.bridge.probe(page, timeout=HEALTH_TIMEOUT_SECONDS)
+        if probe is None or not probe.get("ok", False):
+            why = (probe or {}).get("error") or "the page did not answer"
+            return LivenessEpisode("health_failed", f"a round trip to WhatsApp failed: {str(why)[:160]}", now)
+        if not probe.get("skipped"):
+            self.last_frame = time.monotonic()
         quiet_for = now - self.last_frame
         if quiet_for > silence:
             return LivenessEpisode("silent", f"no frames or events for {quiet_for:.0f} s", now)
@@ -299,10 +310,7 @@ class BotLink:
                     await self.service._close_page()
         except Exception:
             log.exception("liveness heal failed")
-        self._spawn(self._cool_down(delay))
-
-    async def _cool_down(self, delay: float) -> None:
-        await asyncio.sleep(delay)
+        self._heal_not_before = time.monotonic() + delay
 
     def _record(self, episode: LivenessEpisode) -> None:
         entry = {"why": episode.why, "detail": episode.detail, "action": episode.action, "at": time.time()}

@@ -180,6 +180,23 @@
       } catch (e) { out.ok = false; out.error = String(e && e.message || e).slice(0, 200); }
       return out;
     },
+    // A round trip to WhatsApp's server (a usync query for our own number): fails or hangs when
+    // the socket stopped carrying frames although the page still shows the chat list.
+    async probe(timeoutMs) {
+      const w = api();
+      if (!w || !w.isReady || !w.contact || typeof w.contact.queryExists !== 'function' || !w.conn ||
+          typeof w.conn.getMyUserId !== 'function') return {ok: true, skipped: true};
+      const me = w.conn.getMyUserId();
+      if (!me) return {ok: true, skipped: true};
+      const started = Date.now();
+      try {
+        const timer = new Promise((resolve) => setTimeout(() => resolve('timeout'), Number(timeoutMs || 10000)));
+        const r = await Promise.race([w.contact.queryExists(me), timer]);
+        if (r === 'timeout') return {ok: false, error: 'no answer from the server', ms: Date.now() - started};
+        lastEventAt = Date.now();
+        return {ok: true, ms: Date.now() - started};
+      } catch (e) { return {ok: false, error: String(e && e.message || e).slice(0, 200), ms: Date.now() - started}; }
+    },
     async send(to, text) {
       hook();
       const w = api();
