@@ -158,6 +158,7 @@ class WhatsAppPage:
         self._changed: asyncio.Event | None = None
         self._last_answer = 0.0
         self._pushes = 0
+        self._reads = 0
         self._extra_tabs_closed = 0
         self._tasks: set[asyncio.Future[None]] = set()
 
@@ -197,6 +198,12 @@ class WhatsAppPage:
     def pushes(self) -> int:
         """How many readings the page pushed (tests: no churn while nothing changes)."""
         return self._pushes
+
+    @property
+    def reads(self) -> int:
+        """How many times the app read the page itself (``snapshot``, the safety net): tests
+        prove that transitions arrive as pushes, not reads."""
+        return self._reads
 
     @property
     def extra_tabs_closed(self) -> int:
@@ -440,6 +447,7 @@ class WhatsAppPage:
             return current
         for _ in range(5):
             try:
+                self._reads += 1
                 raw = await self._evaluate(watch.READ_JS)
                 if raw is None and page.url.startswith("http"):
                     await self._evaluate(watch.watcher_source(self.selectors))
@@ -581,8 +589,11 @@ class WhatsAppPage:
         if code:
             log.info("pairing code received (WPP.conn)")
             return code
-        if result.get("why") == "error":
-            log.info("WPP.conn.genLinkDeviceCodeForPhoneNumber failed: %s", result.get("message"))
+        if result.get("why") == "error":   # WhatsApp answered, and said no: the form would too
+            why = str(result.get("message") or "refused")[:120]
+            log.info("WPP.conn.genLinkDeviceCodeForPhoneNumber failed: %s", why)
+            raise PairingCodeFailed(f"WhatsApp gave no pairing code for this number ({why})",
+                                    "check the number (with its country code), or scan the QR code")
         return await self._pairing_code_by_form(digits, timeout)
 
     async def _pairing_code_by_form(self, digits: str, timeout: float) -> str:
@@ -621,6 +632,11 @@ class WhatsAppPage:
         """Opens ``url`` afresh (drops the logout parameters a logout left in the URL)."""
         if self._page is not None and not self._crashed:
             self._logout_reason = None
+            key = self.selectors.logout.get("session_key", "__linda_logout")
+            try:   # the kept reason belongs to the logout this reload leaves behind
+                await self._evaluate("(key) => { try { sessionStorage.removeItem(key); } catch (e) {} }", key)
+            except (asyncio.TimeoutError, PlaywrightError):
+                pass
             await self._goto()
 
     async def flush_storage(self, *, reopen: bool = True) -> None:

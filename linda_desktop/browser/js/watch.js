@@ -201,6 +201,24 @@
     }
   };
 
+  // WhatsApp announces its boot by assigning window.Debug (whatsapp-web.js waits for
+  // Debug.VERSION): an accessor notices that assignment at once, so the logout hooks are in
+  // place before the page can act on a broken profile. It behaves like a plain property.
+  const trapBootSignal = () => {
+    const key = (internalCfg.boot || ['Debug'])[0];
+    try {
+      const own = Object.getOwnPropertyDescriptor(window, key);
+      if (own && !own.configurable) return;
+      if (own && (own.get || own.set)) return;
+      let value = own ? own.value : undefined;
+      Object.defineProperty(window, key, {
+        configurable: true, enumerable: true,
+        get() { return value; },
+        set(v) { value = v; Promise.resolve().then(() => { if (!booted) { tryBoot(); if (booted) schedule(); } }); },
+      });
+    } catch (e) { /* the timer and the mutations still notice the boot */ }
+  };
+
   // Before boot, a cheap property check every 250 ms (no `require`, no DOM walk) for the first
   // minute of a page; mutations check it too. After boot the models' own events take over.
   const bootWatch = () => {
@@ -412,5 +430,6 @@
   if (document.documentElement) observe();
   else document.addEventListener('readystatechange', observe, {once: true});
   document.addEventListener('DOMContentLoaded', schedule);
+  trapBootSignal();
   bootWatch();
 })();
