@@ -14,10 +14,10 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
-from typing import Iterable, Mapping, Sequence
 
 from linda_desktop.base.errors import BrowserNotFound
 

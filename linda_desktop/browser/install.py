@@ -27,13 +27,13 @@ import re
 import signal
 import subprocess
 import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
-from linda_desktop.browser.discovery import PLAYWRIGHT_SUBPATHS, platform_key
 from linda_desktop.base.errors import LindaError
 from linda_desktop.base.paths import ensure_private_dir
+from linda_desktop.browser.discovery import PLAYWRIGHT_SUBPATHS, platform_key
 
 log = logging.getLogger(__name__)
 
@@ -410,7 +410,20 @@ def describe(error: BaseException) -> str:
 
 
 __all__ = [
-    "BrowserInstallError", "InstallOffline", "InstallDiskFull", "InstallNotWritable", "InstallCancelled",
-    "InstallFailed", "InstallProgress", "ProgressParser", "ChromiumInstall", "install_chromium",
-    "installed_chromium", "classify_failure", "parse_plan", "driver_command", "installer_env", "describe",
+    "BrowserInstallError",
+    "ChromiumInstall",
+    "InstallCancelled",
+    "InstallDiskFull",
+    "InstallFailed",
+    "InstallNotWritable",
+    "InstallOffline",
+    "InstallProgress",
+    "ProgressParser",
+    "classify_failure",
+    "describe",
+    "driver_command",
+    "install_chromium",
+    "installed_chromium",
+    "installer_env",
+    "parse_plan",
 ]

@@ -695,7 +695,7 @@ def test_renderer_crash_fires_on_crash_and_the_browser_still_closes_cleanly(simu
         pid = wa.browser_pid
         try:
             assert (await wa.wait_until_settled(10)).state is S.QR
-            with pytest.raises(Exception):
+            with pytest.raises(PlaywrightError):
                 await wa.page.goto("chrome://crash", timeout=5_000)
             await asyncio.wait_for(fired.wait(), 10)
             assert wa.crashed and (await wa.snapshot()).state is S.UNKNOWN
