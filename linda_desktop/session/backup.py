@@ -20,6 +20,7 @@ a table, so an unchanged MANIFEST means every table it names was copied).
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import errno
 import hashlib
@@ -288,7 +289,7 @@ def write_payload(out: Any, source_dir: Path, files: list[str], manifest: dict[s
     manifest = dict(manifest)
     entries = []
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, bufsize=_IO_BLOCK) as tar:
-        tar.copybufsize = _IO_BLOCK
+        tar.copybufsize = _IO_BLOCK  # type: ignore[attr-defined]
         for rel in files:
             with open(source_dir / rel, "rb") as handle:
                 st = os.fstat(handle.fileno())
@@ -387,7 +388,7 @@ class _FolderSink(_Sink):
         handle.close()
 
 
-def _validate_manifest(manifest: Any, seen: dict[str, tuple[int, str]], header_meta: dict[str, Any]) -> dict:
+def _validate_manifest(manifest: Any, seen: dict[str, tuple[int, str]], header_meta: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(manifest, dict) or manifest.get("format") != PAYLOAD_FORMAT:
         raise _mismatch("the manifest is missing or unreadable")
     files = manifest.get("files")
@@ -421,7 +422,7 @@ def read_payload(reader: DecryptingReader, sink: _Sink) -> dict[str, Any]:
     seen: dict[str, tuple[int, str]] = {}
     manifest: Any = None
     try:
-        with tarfile.open(fileobj=reader, mode="r|", bufsize=_IO_BLOCK) as tar:
+        with tarfile.open(fileobj=reader, mode="r|", bufsize=_IO_BLOCK) as tar:  # type: ignore[call-overload]
             for member in tar:
                 if manifest is not None:
                     raise _mismatch("there are entries after the manifest")
@@ -750,7 +751,7 @@ class BackupStore:
                 shutil.rmtree(stage, ignore_errors=True)
             return info
 
-    def _write_archive(self, temp: Path, stage: Path, files: list[str], meta: dict[str, Any],
+    def _write_archive(self, temp: Path, stage: Path, files: builtins.list[str], meta: dict[str, Any],
                        manifest: dict[str, Any]) -> None:
         """The older format: one streamed archive (kept for the benchmark's baseline and tests)."""
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
@@ -770,14 +771,15 @@ class BackupStore:
         )
         for name in names:
             try:
-                _, manifest = open_manifest(self._key_or_raise(), _read_small(self.backups_dir / name, MAX_MANIFEST_FILE))
+                blob = _read_small(self.backups_dir / name, MAX_MANIFEST_FILE)
+                _, manifest = open_manifest(self._key_or_raise(), blob)
                 manifest_chunks(manifest)  # shape check
             except (BackupCorrupt, WrongKey, OSError):
                 continue
             return {e["path"]: e for e in manifest["files"] if isinstance(e.get("path"), str)}
         return {}
 
-    def _write_chunked(self, temp: Path, stage: Path, files: list[str], meta: dict[str, Any],
+    def _write_chunked(self, temp: Path, stage: Path, files: builtins.list[str], meta: dict[str, Any],
                        manifest: dict[str, Any]) -> None:
         """Write the chunks that are new (each temp, fsync, rename), then the manifest to ``temp``
         (fsynced); the caller renames it into place. A failure removes the chunks it wrote."""
@@ -786,7 +788,7 @@ class BackupStore:
         previous = self._previous_files()
         known = {item[0] for entry in previous.values() for item in entry.get("chunks", [])}
         sizes: dict[str, int] = {}
-        new: list[str] = []
+        new: builtins.list[str] = []
         new_bytes = 0
         entries = []
         try:
@@ -799,7 +801,8 @@ class BackupStore:
                     if (
                         prev is not None
                         and st.st_nlink > 1
-                        and (prev.get("size"), prev.get("mtime_ns"), prev.get("ino")) == (st.st_size, st.st_mtime_ns, st.st_ino)
+                        and (prev.get("size"), prev.get("mtime_ns"), prev.get("ino"))
+                        == (st.st_size, st.st_mtime_ns, st.st_ino)
                         and all(chunks.stored_size(item[0]) == item[2] for item in prev["chunks"])
                     ):
                         for item in prev["chunks"]:
@@ -807,7 +810,7 @@ class BackupStore:
                         entries.append(dict(prev))
                         continue
                     sha, size, parts = hashlib.sha256(), 0, []
-                    piece_shas: list[str] = []
+                    piece_shas: builtins.list[str] = []
                     while True:
                         piece = handle.read(PIECE_SIZE)
                         if not piece:
@@ -931,7 +934,7 @@ class BackupStore:
         """Decrypt and check the whole backup (every chunk, every file's SHA-256); returns the manifest."""
         return self._read(backup_id, _Sink())
 
-    def verify_all(self, backup_id: str | None = None) -> list[dict[str, Any]]:
+    def verify_all(self, backup_id: str | None = None) -> builtins.list[dict[str, Any]]:
         """``verify`` for one backup or every one: [{"id", "ok", "error"}], newest first. Never
         touches the profile; a backup that fails is reported, not raised."""
         targets = [self.get(backup_id)] if backup_id else self.list()
@@ -945,9 +948,9 @@ class BackupStore:
                 results.append({"id": info.id, "ok": False, "error": exc.message})
         return results
 
-    def newest_verified(self) -> tuple[BackupInfo, list[dict[str, Any]]]:
+    def newest_verified(self) -> tuple[BackupInfo, builtins.list[dict[str, Any]]]:
         """The newest backup that verifies, and the newer ones skipped ({"id", "error"} each)."""
-        skipped: list[dict[str, Any]] = []
+        skipped: builtins.list[dict[str, Any]] = []
         self._key_or_raise()
         for info in self.list():
             try:
@@ -1042,7 +1045,7 @@ class BackupStore:
             return None
         return self._info(self._path(known), known)
 
-    def rotate(self) -> list[str]:
+    def rotate(self) -> builtins.list[str]:
         """Keep the newest ``keep`` backups plus the known-good one; remove the rest, then the
         chunks no remaining backup needs (``collect_garbage``).
 
@@ -1117,10 +1120,10 @@ class BackupStore:
             log.info("Removed %d chunk(s) no backup needs", removed)
         return removed
 
-    def cleanup(self, profile_dir: Path | None = None) -> list[str]:
+    def cleanup(self, profile_dir: Path | None = None) -> builtins.list[str]:
         """Remove temp files and staging folders left by backups/restores that died midway."""
-        removed: list[str] = []
-        places: list[tuple[Path, re.Pattern[str]]] = [(self.backups_dir, _TEMP_RE)]
+        removed: builtins.list[str] = []
+        places: builtins.list[tuple[Path, re.Pattern[str]]] = [(self.backups_dir, _TEMP_RE)]
         if self.work_dir is not None:
             places.append((self.work_dir, _STAGE_RE))
         if profile_dir is not None:

@@ -11,7 +11,8 @@ Layout inside ``backups/``::
   CURRENT, Cookies) are small and are simply stored again when they differ.
 - ``name`` = HMAC-SHA256(name key, SHA-256(plaintext)) in hex: equal content, equal name, and
   without the key a name tells nothing about the content. (The SHA-256 is the one the manifest
-  records for a file of one piece, so naming costs no second pass over the data.) Keys come from the backup key by HKDF-SHA256.
+  records for a file of one piece, so naming costs no second pass over the data.) Keys come
+  from the backup key by HKDF-SHA256.
 - A chunk file = version u8 | nonce(12) | AES-256-GCM(chunk key, body), associated data = the
   chunk's name, so one chunk cannot stand in for another. Body = deflate-or-raw (crypto.pack_body).
 - Chunks live under the public fingerprint of the key that made them (``key_id``): garbage
@@ -131,8 +132,9 @@ def seal_chunk(keys: ChunkKeys, name: str, data: bytes, *, compress: bool) -> by
     return bytes([CHUNK_VERSION]) + nonce + keys.chunk_aead.encrypt(nonce, pack_body(data, compress), _chunk_aad(name))
 
 
-def open_chunk(keys: ChunkKeys, name: str, blob: bytes) -> bytes:
-    """The plaintext of chunk ``name``; BackupCorrupt when it was changed, cut or swapped."""
+def open_chunk(keys: ChunkKeys, name: str, blob: bytes) -> bytes | memoryview:
+    """The plaintext of chunk ``name``; BackupCorrupt when it was changed, cut or swapped.
+    (A raw chunk comes back as a view of the decrypted body: no copy of up to 4 MiB.)"""
     short = name[:16]
     if len(blob) < 1 + 12 + 16 or blob[0] != CHUNK_VERSION:
         raise damaged(f"chunk {short} is cut short or not a chunk")
@@ -140,6 +142,8 @@ def open_chunk(keys: ChunkKeys, name: str, blob: bytes) -> bytes:
         body = keys.chunk_aead.decrypt(blob[1:13], blob[13:], _chunk_aad(name))
     except InvalidTag:
         raise damaged(f"chunk {short} failed authentication (changed, cut or swapped)") from None
+    if body[:1] == b"\x00" and len(body) - 1 <= PIECE_SIZE:  # raw (crypto.pack_body's kind 0)
+        return memoryview(body)[1:]
     return unpack_body(body, PIECE_SIZE, f"chunk {short}")
 
 
@@ -349,7 +353,8 @@ def open_manifest(master: bytes, blob: bytes) -> tuple[ManifestHeader, dict[str,
     if len(sealed) < 12 + 16:
         raise BackupCorrupt("This backup is incomplete (the file was cut short)", DAMAGED_FIX)
     try:
-        plain = _manifest_key(master, header.salt).decrypt(sealed[:12], sealed[12:], hashlib.sha256(header.raw).digest())
+        aad = hashlib.sha256(header.raw).digest()
+        plain = _manifest_key(master, header.salt).decrypt(sealed[:12], sealed[12:], aad)
     except InvalidTag:
         raise damaged("its manifest failed authentication (changed or cut)") from None
     try:

@@ -121,7 +121,7 @@ def read_header(raw: BinaryIO) -> Header:
         raise BackupCorrupt("This file is not a Linda Desktop backup", DAMAGED_FIX)
     if len(fixed) < _FIXED.size:
         raise _truncated()
-    magic, version, flags, chunk_size, salt, prefix, kid, meta_len = _FIXED.unpack(fixed)
+    _magic, version, flags, chunk_size, salt, prefix, kid, meta_len = _FIXED.unpack(fixed)
     if version != FORMAT_VERSION:
         raise BackupCorrupt(
             f"This backup uses format {version}, which this version cannot read",
@@ -264,7 +264,7 @@ class EncryptingWriter:
     def closed(self) -> bool:
         return self._closed
 
-    def __enter__(self) -> "EncryptingWriter":
+    def __enter__(self) -> EncryptingWriter:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -334,7 +334,7 @@ class DecryptingReader:
 
     def read(self, n: int = -1) -> bytes:
         if n is None or n < 0:
-            parts = []
+            parts: list[bytes] = []
             while True:
                 block = self.read(self.header.chunk_size)
                 if not block:

@@ -7,16 +7,16 @@ import contextlib
 import hashlib
 import io
 import json
+import multiprocessing
 import os
 import secrets
 import stat
-import multiprocessing
 import subprocess
 import tarfile
 import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -285,7 +285,8 @@ def untouched(store: BackupStore, profile_dir: Path, *, ignore: tuple[str, ...] 
     for name, digest in backups_before.items():
         if not any(name.endswith(part) for part in ignore):
             assert after.get(name) == digest, name
-    leftovers = [p.name for p in store.work_dir.iterdir() if p.name.startswith(".linda-")] if store.work_dir.exists() else []
+    work = store.work_dir
+    leftovers = [p.name for p in work.iterdir() if p.name.startswith(".linda-")] if work and work.exists() else []
     assert leftovers == []
 
 
@@ -319,9 +320,8 @@ def test_truncated_and_flipped_archives_are_refused(store: BackupStore, profile:
         damaged[pos] ^= mask
         (store.backups_dir / f"{bad_id}{SUFFIX}").write_bytes(damaged)
         try:
-            with untouched(store, profile_dir):
-                with pytest.raises(BackupCorrupt):
-                    store.restore(bad_id, profile_dir)
+            with untouched(store, profile_dir), pytest.raises(BackupCorrupt):
+                store.restore(bad_id, profile_dir)
         finally:
             (store.backups_dir / f"{bad_id}{SUFFIX}").unlink()
 

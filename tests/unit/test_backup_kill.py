@@ -22,10 +22,12 @@ WORKER = Path(__file__).with_name("backup_worker.py")
 ITERATIONS = 25
 
 
-def start_worker(store: BackupStore, data: Path, profile: Path, origin: str, key: bytes, *extra: str) -> subprocess.Popen:
+def start_worker(store: BackupStore, data: Path, profile: Path, origin: str, key: bytes,
+                 *extra: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     args = [str(store.backups_dir), str(data / "work"), str(profile), origin, key.hex(), *extra]
-    worker = subprocess.Popen([sys.executable, str(WORKER), *args], stdout=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    worker = subprocess.Popen([sys.executable, str(WORKER), *args], stdout=subprocess.PIPE, text=True, env=env,
+                              cwd=REPO)
     assert worker.stdout is not None
     assert worker.stdout.readline().strip() == "ready"
     return worker

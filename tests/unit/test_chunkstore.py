@@ -189,9 +189,9 @@ def test_a_chunk_cannot_stand_in_for_another(store: BackupStore, profile: tuple[
     info = store.create(profile_dir, origin_url=origin)
     one, other = chunk_paths(store)[:2]
     one.write_bytes(other.read_bytes())  # a valid chunk, under another chunk's name
-    with untouched(store, profile_dir, ignore=(one.name,)):
-        with pytest.raises(BackupCorrupt, match=f"chunk {one.name[:16]} failed authentication"):
-            store.verify(info.id)
+    with untouched(store, profile_dir, ignore=(one.name,)), \
+            pytest.raises(BackupCorrupt, match=f"chunk {one.name[:16]} failed authentication"):
+        store.verify(info.id)
 
 
 def test_a_manifest_cannot_stand_in_for_another(store: BackupStore, profile: tuple[Path, str]) -> None:
@@ -216,8 +216,10 @@ def test_unsafe_paths_in_a_manifest_are_refused(store: BackupStore, profile: tup
     body = b"x"
     name = keys.name(body)
     (store.backups_dir / "chunks" / keys.key_id.hex() / name[:2]).mkdir(parents=True, exist_ok=True)
-    (store.backups_dir / "chunks" / keys.key_id.hex() / name[:2] / name).write_bytes(seal_chunk(keys, name, body, compress=False))
-    entry = {"path": "Default/Preferences", "size": 1, "sha256": hashlib.sha256(body).hexdigest(), "chunks": [[name, 1, 1]]}
+    chunk = store.backups_dir / "chunks" / keys.key_id.hex() / name[:2] / name
+    chunk.write_bytes(seal_chunk(keys, name, body, compress=False))
+    entry = {"path": "Default/Preferences", "size": 1, "sha256": hashlib.sha256(body).hexdigest(),
+             "chunks": [[name, 1, 1]]}
     bad_id = new_id(60)
     meta = {"id": bad_id, "created_at": datetime.now(timezone.utc).isoformat(), "reason": "crafted"}
     manifest = {**meta, "format": CHUNKED_FORMAT, "files": [entry, {**entry, "path": path}]}
@@ -238,11 +240,13 @@ def test_key_matches_is_truthful(store: BackupStore, profile: tuple[Path, str]) 
     other_key = os.urandom(32)
     mine = store.create(profile_dir, origin_url=origin)
     theirs = BackupStore(store.backups_dir, other_key).create(profile_dir, origin_url=origin)
-    legacy = BackupStore(store.backups_dir, other_key, backup_format=FORMAT_ARCHIVE).create(profile_dir, origin_url=origin)
+    legacy_store = BackupStore(store.backups_dir, other_key, backup_format=FORMAT_ARCHIVE)
+    legacy = legacy_store.create(profile_dir, origin_url=origin)
     by_id = {b.id: b for b in store.list()}
     assert by_id[mine.id].key_matches is True
     assert by_id[theirs.id].key_matches is False and by_id[legacy.id].key_matches is False
-    assert {b.id: b.key_matches for b in list_backups(store.backups_dir)} == {mine.id: None, theirs.id: None, legacy.id: None}
+    keyless = {b.id: b.key_matches for b in list_backups(store.backups_dir)}
+    assert keyless == {mine.id: None, theirs.id: None, legacy.id: None}
     assert all(b["key_matches"] is None for b in [i.to_json() for i in list_backups(store.backups_dir)])
     assert {b.id: b.key_matches for b in list_backups(store.backups_dir, KEY)} == {
         mine.id: True, theirs.id: False, legacy.id: False}
