@@ -29,12 +29,13 @@ log = logging.getLogger(__name__)
 
 
 def build_service(paths: AppPaths, *, wa_url: str, browser: str | None,
-                  on_event: Callable[[Event], None], background: bool = False) -> SessionService:
+                  on_event: Callable[[Event], None], background: bool = False,
+                  pairing_phone: str | None = None) -> SessionService:
     settings = Settings.load(paths.settings_file)
     for problem in settings.problems:  # a bad value is never fatal: the default, and the owner is told
         on_event(Notice(NoticeKind.SETTINGS_INVALID, problem.message, {"key": problem.key, "fix": problem.fix}))
     return SessionService(paths, settings, wa_url=wa_url, browser=browser, on_event=on_event,
-                          background=background)
+                          background=background, pairing_phone=pairing_phone)
 
 
 # ---------------------------------------------------------------------- control channel
@@ -89,7 +90,8 @@ class EventPrinter:
             print(f"{kind}: " + ", ".join(f"{k}={v}" for k, v in payload.items()), flush=True)
 
 
-def run_headless(paths: AppPaths, *, wa_url: str, browser: str | None, json_lines: bool) -> int:
+def run_headless(paths: AppPaths, *, wa_url: str, browser: str | None, json_lines: bool,
+                 pairing_phone: str | None = None) -> int:
     """`linda-desktop run`: the service with no tray. SIGINT/SIGTERM: flush, back up, exit 0.
 
     A stop signal at any moment, start-up included, is the owner's wish: exit 0, quietly."""
@@ -101,7 +103,8 @@ def run_headless(paths: AppPaths, *, wa_url: str, browser: str | None, json_line
             raise AlreadyRunning("Linda Desktop is already running with this data folder",
                                  "use `linda-desktop status`, or quit the running app first")
         try:
-            service = build_service(paths, wa_url=wa_url, browser=browser, on_event=EventPrinter(json_lines))
+            service = build_service(paths, wa_url=wa_url, browser=browser, on_event=EventPrinter(json_lines),
+                                    pairing_phone=pairing_phone)  # `run --phone`: a pairing code, not a QR
             stop.service = service
 
             async def main() -> None:
@@ -354,7 +357,10 @@ class Context:
         try:
             if self.paths.profile.exists():
                 profile.quarantine(self.paths.profile, self.paths.quarantine, "re-link requested by the owner")
-            SessionStateStore(self.paths.state_file).record("relink")
+            meta = SessionStateStore(self.paths.state_file)
+            meta.record("relink")
+            if meta.write_error is not None:  # else the next start would think it is still linked
+                raise meta.write_error
         finally:
             instance.release()
 
@@ -395,7 +401,10 @@ class Context:
         from linda_desktop.base.logs import clear_logs
         from linda_desktop.session.state import SessionStateStore
 
-        SessionStateStore(self.paths.state_file).clear_logs()
+        meta = SessionStateStore(self.paths.state_file)
+        meta.clear_logs()
+        if meta.write_error is not None:
+            raise meta.write_error
         return clear_logs(self.paths)
 
     def set_passphrase(self, passphrase: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import sys
@@ -77,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("finish-link", parents=[common],
                    help="open a visible browser window to finish a stalled link (WhatsApp's passkey step)")
     sub.add_parser("clear-logs", parents=[common], help="empty the log files and the event history")
+    bot = sub.add_parser("api", parents=[common], add_help=False,
+                         help="the bot API: token, reset-token, enable, disable, set-webhook, openapi, update-bridge")
+    bot.add_argument("api_args", nargs=argparse.REMAINDER)
     sub.add_parser("set-passphrase", parents=[common],
                    help="opt in to a backup passphrase instead of the keyring (reads LINDA_BACKUP_PASSPHRASE or asks)")
     return parser
@@ -118,6 +122,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None and (problem := display_problem()):
         print(f"linda-desktop: {problem}", file=sys.stderr)
         return 1
+    if args.command == "api":  # the bot API's own commands (linda_desktop/api/__main__.py)
+        from linda_desktop.api.__main__ import main as api_main
+
+        data_dir = resolve_options(args)[0]
+        return api_main([*args.api_args, *(["--data-dir", data_dir] if data_dir else [])])
     if args.command == "run" and hasattr(signal, "SIGTERM"):
         signal.signal(signal.SIGTERM, _interrupt)  # until `run` installs its own: a stop, like Ctrl-C
     try:
@@ -146,7 +155,9 @@ def dispatch(args: argparse.Namespace) -> int:
     data_dir, wa_url, browser = resolve_options(args)
     paths = resolve_paths(data_dir)
     command = args.command
-    setup_logging(paths, verbose=bool(getattr(args, "verbose", False)), stderr=command is not None)
+    long_running = command in (None, "run")  # one-shot commands: a failure stays one line on stderr
+    setup_logging(paths, verbose=bool(getattr(args, "verbose", False)), stderr=command is not None,
+                  fallback_level=logging.WARNING if long_running else logging.ERROR)
     if command is None:
         return app.run_tray_app(paths, wa_url=wa_url, browser=browser, background=args.background)
     if command == "run":

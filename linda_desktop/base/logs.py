@@ -145,12 +145,14 @@ def _stderr_handler(level: int) -> logging.Handler:
 log_file_error: OSError | None = None
 
 
-def setup_logging(paths: AppPaths, *, verbose: bool = False, stderr: bool = True) -> Path | None:
+def setup_logging(paths: AppPaths, *, verbose: bool = False, stderr: bool = True,
+                  fallback_level: int = FALLBACK_LEVEL) -> Path | None:
     """Log to ``paths.log_file`` (rotating, 1 MiB x 5) and, for errors, to stderr (every
     failure a command reports also reaches stderr as its one-line reason).
 
-    Returns the log file, or None when it cannot be written (logging then goes to stderr:
-    warnings and errors; ``log_file_error`` says why)."""
+    Returns the log file, or None when it cannot be written: logging then goes to stderr from
+    ``fallback_level`` up (one-shot commands pass ERROR, so that a failure stays one line);
+    ``log_file_error`` says why."""
     global log_file_error
     root = logging.getLogger()
     for handler in list(root.handlers):
@@ -159,7 +161,7 @@ def setup_logging(paths: AppPaths, *, verbose: bool = False, stderr: bool = True
             handler.close()
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     console_level = logging.DEBUG if verbose else logging.ERROR
-    fallback = _stderr_handler(min(console_level, FALLBACK_LEVEL))
+    fallback = _stderr_handler(min(console_level, fallback_level))
     if stderr:
         fallback.addFilter(_Below(console_level))
     log_file: Path | None = paths.log_file

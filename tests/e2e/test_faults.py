@@ -28,8 +28,22 @@ MOUNT_SKIP = can_mount()
 needs_mount = pytest.mark.skipif(MOUNT_SKIP is not None, reason=str(MOUNT_SKIP))
 
 
+BACKUP_SUFFIXES = (".lindaman", ".lindabak")  # a manifest (chunked format) or an archive (older format)
+
+
 def _backups(data_dir: Path) -> dict[str, str]:
-    return tree_digest(data_dir / "backups")
+    """sha256 of every file of every backup (manifests, chunks, archives), by path."""
+    return {k: v for k, v in tree_digest(data_dir / "backups").items() if not k.endswith((".lock", ".tmp"))}
+
+
+def _ids(backups: dict[str, str]) -> list[str]:
+    """Backup ids, oldest first (ids start with their UTC time)."""
+    return sorted(Path(k).name.rsplit(".", 1)[0] for k in backups if k.endswith(BACKUP_SUFFIXES) and "/" not in k)
+
+
+def _kept(before: dict[str, str], after: dict[str, str]) -> bool:
+    """Every file of the older backups is still there, byte for byte."""
+    return all(after.get(k) == v for k, v in before.items())
 
 
 def _no_half_files(data_dir: Path) -> list[str]:
@@ -53,7 +67,7 @@ def _stopped_with_backups(linked: AppProcess, data_dir: Path) -> dict[str, str]:
     assert linked.terminate() == 0
     assert wait_until(lambda: not linked.browser_pids(), 15)
     backups = _backups(data_dir)
-    assert len([k for k in backups if k.endswith(".lindabak")]) >= 2, backups
+    assert len(_ids(backups)) >= 2, backups
     return backups
 
 
@@ -100,7 +114,7 @@ def test_1_ctrl_c_on_a_full_disk_exits_zero_and_keeps_older_backups(tmp_path: Pa
         fill_disk(disk)
         app.proc.send_signal(signal.SIGINT)
         assert app.proc.wait(60) == 0
-        assert _backups(data) == older, "older backups are byte-for-byte unchanged"
+        assert _kept(older, _backups(data)), "older backups are byte-for-byte unchanged"
         assert _no_half_files(data) == []
 
 
@@ -117,7 +131,7 @@ def test_2_sigkill_right_after_the_first_connected_still_gets_a_backup(start_app
     second = start_app()
     second.wait_state("connected", 60)
     second.wait_for(lambda e: e.get("event") == "backup", 40)
-    assert list((data_dir / "backups").glob("*.lindabak"))
+    assert _ids(_backups(data_dir))
 
 
 # ------------------------------------------------------------------ 3. SIGTERM to the process group
@@ -128,9 +142,7 @@ def test_3_sigterm_to_the_group_closes_the_browser_and_exits_zero(linked: AppPro
     assert wait_until(lambda: not linked.browser_pids(), 15)
     exits = [e for e in linked.of("backup") if e.get("reason") == "exit"]
     assert len(exits) == 1, linked.summary()
-    now = _backups(data_dir)
-    assert {k: v for k, v in now.items() if k in older and k.endswith(".lindabak")} == \
-        {k: v for k, v in older.items() if k.endswith(".lindabak")}, "older backups unchanged"
+    assert _kept(older, _backups(data_dir)), "older backups unchanged"
     stderr = "\n".join(linked.stderr_lines)
     assert "Connection closed" not in stderr and "Target page, context or browser has been closed" not in stderr
     out = cli(data_dir, "verify", exits[0]["id"])
@@ -187,7 +199,7 @@ def test_5_read_only_data_folder_every_command_is_one_line(linked: AppProcess, d
         assert folder["fix"], "the data-folder check gives its fix"
         text = cli(data_dir, "doctor", wa_url=sim.url)
         assert "[FAIL] data folder" in text.stdout and "fix:" in text.stdout
-    assert _backups(data_dir) == backups and tree_digest(data_dir / "profile") == profile
+    assert _backups(data_dir) == backups and tree_digest(data_dir / "profile") == profile, "nothing changed"
 
 
 # ------------------------------------------------------------------ 6. settings with wrong types
@@ -250,16 +262,15 @@ def test_7_changed_key_is_said_at_start_and_in_backups(linked: AppProcess, data_
         assert app.terminate() == 0
     finally:
         keyring.set_password("linda-desktop", "backup-key", old)
-    assert {k: v for k, v in _backups(data_dir).items() if k in backups} == backups, "kept byte-for-byte"
+    assert _kept(backups, _backups(data_dir)), "kept byte-for-byte"
 
 
 # ------------------------------------------------------------------ 8. `backups` while running without a keyring
 
-@pytest.mark.xfail(strict=True, reason="waiting for the backup engineer: item 8, list backups without the key")
 def test_8_backups_while_running_without_a_keyring_lists_them(linked: AppProcess, data_dir: Path, sim,
                                                               apps) -> None:
     backups = _stopped_with_backups(linked, data_dir)
-    ids = [p.removesuffix(".lindabak") for p in backups if p.endswith(".lindabak")]
+    ids = _ids(backups)
     app = AppProcess(data_dir, sim.url, env=NO_KEYRING).start()
     apps.append(app)
     app.wait_state("connected", 60)
@@ -269,29 +280,28 @@ def test_8_backups_while_running_without_a_keyring_lists_them(linked: AppProcess
     assert all(i in out.stdout for i in ids), out.stdout
     assert "key" in out.stdout.lower() and "open" in out.stdout.lower(), out.stdout
     assert app.terminate() == 0
-    assert {k: v for k, v in _backups(data_dir).items() if k in backups} == backups
+    assert _kept(backups, _backups(data_dir))
 
 
 # ------------------------------------------------------------------ 9. restore falls back; verify
 
-@pytest.mark.xfail(strict=True, reason="waiting for the backup engineer: item 9, `verify [ID]` and restore "
-                                       "of the newest backup that verifies")
 def test_9_verify_and_restore_fall_back_past_a_damaged_newest(linked: AppProcess, data_dir: Path) -> None:
-    _stopped_with_backups(linked, data_dir)
-    files = sorted((data_dir / "backups").glob("*.lindabak"))
-    newest, older = files[-1], files[:-1]
-    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # damaged (truncated)
-    before_older = {p.name: p.read_bytes() for p in older}
+    before = _stopped_with_backups(linked, data_dir)
+    ids = _ids(before)
+    newest, previous = ids[-1], ids[-2]
+    manifest = next(p for p in (data_dir / "backups").iterdir() if p.name.startswith(newest + "."))
+    manifest.write_bytes(manifest.read_bytes()[: manifest.stat().st_size // 2])  # damaged (truncated)
+    older = {k: v for k, v in before.items() if not k.startswith(newest + ".")}
     profile = tree_digest(data_dir / "profile")
-    bad = cli(data_dir, "verify", newest.name.removesuffix(".lindabak"))
+    bad = cli(data_dir, "verify", newest)
     assert bad.returncode == 1 and len(_error_lines(bad.stderr)) == 1, bad.stderr
-    good = cli(data_dir, "verify", older[-1].name.removesuffix(".lindabak"))
+    good = cli(data_dir, "verify", previous)
     assert good.returncode == 0, good.stderr
     assert tree_digest(data_dir / "profile") == profile, "verify never touches the profile"
     restored = cli(data_dir, "restore")
     assert restored.returncode == 0, restored.stderr
-    assert older[-1].name.removesuffix(".lindabak") in restored.stdout, "it says which one"
-    assert {p.name: p.read_bytes() for p in older} == before_older
+    assert previous in restored.stdout, "it says which one"
+    assert _kept(older, _backups(data_dir))
 
 
 # ------------------------------------------------------------------ 10. redaction keeps paths readable
