@@ -23,6 +23,7 @@ import asyncio
 import logging
 import subprocess
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from playwright.async_api import Playwright, async_playwright
@@ -66,23 +67,25 @@ def isolate_driver() -> bool:
     return True
 
 
-def _read_driver_error(future: asyncio.Future[Any]) -> None:
-    if future.cancelled():
-        return
-    error = future.exception()
-    if error is not None:
-        log.info("the Playwright driver connection closed: %s", error)
-
-
-async def start() -> tuple[Playwright, int | None]:
-    """``async_playwright().start()`` with the driver in its own session, and its late connection
-    error read (no "Future exception was never retrieved"). Returns the driver's pid too."""
+async def start(on_lost: Callable[[], None] | None = None) -> tuple[Playwright, int | None]:
+    """``async_playwright().start()`` with the driver in its own session. ``on_lost`` is called
+    when the driver connection closes unasked (the driver died): Playwright itself then reports
+    nothing, no "close" event either. Its error is read here, so asyncio never prints "Future
+    exception was never retrieved". Returns the driver's pid too."""
     isolate_driver()
     manager = async_playwright()
     playwright = await manager.start()
     transport = getattr(getattr(manager, "_client", None), "_transport", None)
     future = getattr(transport, "on_error_future", None)
+
+    def read_error(done: asyncio.Future[Any]) -> None:
+        if done.cancelled() or done.exception() is None:
+            return
+        log.info("the Playwright driver connection closed: %s", done.exception())
+        if on_lost is not None:
+            on_lost()
+
     if isinstance(future, asyncio.Future):
-        future.add_done_callback(_read_driver_error)
+        future.add_done_callback(read_error)
     proc = getattr(transport, "_proc", None)
     return playwright, getattr(proc, "pid", None)

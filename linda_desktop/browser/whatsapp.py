@@ -264,7 +264,7 @@ class WhatsAppPage:
         if forgotten:
             log.info("forgot the tabs of the last run: %s", ", ".join(forgotten))
         self._changed = asyncio.Event()
-        self._pw, self._driver_pid = await driver.start()
+        self._pw, self._driver_pid = await driver.start(lambda: self._died("driver gone"))
         try:
             ua = await self._resolve_user_agent()
             self._context = await self._pw.chromium.launch_persistent_context(
