@@ -117,7 +117,7 @@ def test_no_keyring_runs_the_session_and_says_backups_are_off(tmp_path: Path, si
     assert status["keyring"]["ok"] is False
     out = cli(data_dir, "backup", env=NO_KEYRING)
     assert out.returncode == 1 and "keyring" in out.stderr.lower()
-    assert not list((data_dir / "backups").glob("*.lindabak")), "never a plaintext or keyless backup"
+    assert not list((data_dir / "backups").glob("*.linda*")), "never a plaintext or keyless backup"
     assert app.terminate() == 0
 
 

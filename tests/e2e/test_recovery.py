@@ -37,7 +37,7 @@ def stop_cleanly(app: AppProcess) -> None:
 def test_first_run_links_and_backs_up(linked: AppProcess, data_dir: Path, sim) -> None:
     assert linked.states()[:2] == ["starting", "needs_link"]
     assert linked.of("qr")[0]["data"].startswith("2@")
-    backups = [p for p in (data_dir / "backups").iterdir() if p.suffix == ".lindabak"]
+    backups = [p for p in (data_dir / "backups").iterdir() if p.suffix in (".lindabak", ".lindaman")]
     assert len(backups) == 1
     assert len(sim.devices()["devices"]) == 1
     # The QR payload never reaches the log file.
@@ -110,7 +110,7 @@ def test_everything_broken_asks_for_qr_within_two_restores(linked: AppProcess, s
                                                            data_dir: Path, sim) -> None:
     stop_cleanly(linked)
     shutil.rmtree(idb_store(data_dir, sim))
-    for backup in (data_dir / "backups").glob("*.lindabak"):
+    for backup in (data_dir / "backups").glob("*.linda*"):
         raw = bytearray(backup.read_bytes())
         raw[len(raw) // 2] ^= 0xFF  # tampered: fails authentication
         backup.write_bytes(bytes(raw))
@@ -134,7 +134,7 @@ def test_revoked_device_asks_for_qr_without_cycling_backups(linked: AppProcess, 
     again.wait_for(lambda e: e.get("event") == "qr", 30)
     assert len(again.of("restore")) <= 1
     assert any((data_dir / "quarantine").iterdir()), "the dead session is archived, not deleted"
-    assert len(list((data_dir / "backups").glob("*.lindabak"))) >= 4, "backups are kept"
+    assert len(list((data_dir / "backups").glob("*.linda*"))) >= 4, "backups are kept"
 
 
 def test_revoked_while_running(linked: AppProcess, sim) -> None:
@@ -184,9 +184,9 @@ def test_second_run_is_refused_and_cli_talks_to_running_app(linked: AppProcess, 
 
 
 def test_sigterm_exits_zero_and_backs_up(linked: AppProcess, data_dir: Path) -> None:
-    before = len(list((data_dir / "backups").glob("*.lindabak")))
+    before = len(list((data_dir / "backups").glob("*.linda*")))
     assert linked.terminate() == 0
-    assert len(list((data_dir / "backups").glob("*.lindabak"))) == before + 1
+    assert len(list((data_dir / "backups").glob("*.linda*"))) == before + 1
     assert wait_until(lambda: not linked.browser_pids(), 10)
 
 
@@ -200,6 +200,6 @@ def test_periodic_backups_follow_the_interval_setting_and_rotate(start_app, data
     autos_after_link = lambda: sum(e.get("event") == "backup" and e.get("reason") == "auto"  # noqa: E731
                                    for e in app.events[later:])
     assert wait_until(lambda: autos_after_link() >= 6, 60), app.summary()
-    files = {p.name.removesuffix(".lindabak") for p in (data_dir / "backups").glob("*.lindabak")}
+    files = {p.name.rsplit(".", 1)[0] for p in (data_dir / "backups").glob("*.linda*")}
     assert len(files) == 6, "the newest 5 plus the last known-good"
     assert link["id"] in files, "the known-good backup (taken at link) is never rotated away"

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from linda_desktop.base.events import SessionState
+from linda_desktop.base.events import SessionState, StateCode
 from linda_desktop.base.paths import AppPaths
-from linda_desktop.session.backup import SUFFIX, list_backups
+from linda_desktop.session.backup import list_backups
 from linda_desktop.session.profile import find_browser_processes
 from linda_desktop.session.state import SessionStateStore
 from linda_desktop.ui import menu_model as mm
@@ -91,6 +91,8 @@ def wait_for_code(qtbot, controller: TrayController, sim: Simulator, qr: Recorde
 def wait_connected(qtbot, controller: TrayController) -> None:
     qtbot.waitUntil(lambda: controller.view.state == SessionState.CONNECTED, timeout=40 * SECOND)
     qtbot.waitUntil(lambda: not controller.qr_window.isVisible(), timeout=5 * SECOND)
+    # "Connected — loading your chats…" (StateCode.SYNCING) until the first history sync is done.
+    qtbot.waitUntil(lambda: controller.view.code != StateCode.SYNCING, timeout=40 * SECOND)
     assert controller.tray is not None
     assert controller.tray.icon().cacheKey() == tray_icon(SessionState.CONNECTED).cacheKey()
     assert controller.tray.toolTip().startswith(f"Linda Desktop — Connected · {ACCOUNT}")
@@ -129,8 +131,8 @@ def test_link_back_up_restore_relink_and_quit_with_the_real_service(qtbot, tray,
     with qtbot.waitSignal(bridge.commandDone, timeout=30 * SECOND, check_params_cb=named("backup")) as got:
         actions[mm.BACKUP_NOW].trigger()
     backup_id = got.args[1]["id"]
-    backup_file = paths.backups / f"{backup_id}{SUFFIX}"
-    assert backup_file.is_file() and backup_file.stat().st_size > 1000
+    made = {b.id: b for b in list_backups(paths.backups)}[backup_id]
+    assert made.path.is_file() and made.size > 1000  # its manifest and the chunks it needs
     assert {b.id: b.reason for b in list_backups(paths.backups)}[backup_id] == "manual"
     qtbot.waitUntil(lambda: backup_id in [b.id for b in controller.view.backups], timeout=10 * SECOND)
     actions = open_menu(qtbot, controller)
@@ -176,3 +178,35 @@ def test_link_back_up_restore_relink_and_quit_with_the_real_service(qtbot, tray,
     assert find_browser_processes(paths.profile) == []
     assert SessionStateStore(paths.state_file).load()["history"][-1]["event"] == "stopped"
     assert "stopped cleanly" in caplog.text
+
+
+def test_link_with_phone_number_instead_through_the_real_service(qtbot, tray, sim, paths):
+    """"Link with phone number instead": the number goes bridge → SessionService.request_pairing_code
+    → the page; the code the page shows is the one painted large; the phone types it: connected.
+    A number the page refuses is said next to the field first."""
+    controller, bridge, factory, answers = tray
+    qr = Recorder()
+    bridge.qrChanged.connect(qr.add)
+    bridge.start()
+    wait_for_code(qtbot, controller, sim, qr, 0)
+    window = controller.qr_window
+    window.switch_button.click()
+    assert window.mode == qw.PHONE
+
+    window.phone_edit.setText("+49 151 2345 6789")  # a real-looking number, not this account's
+    with qtbot.waitSignal(bridge.commandFailed, timeout=30 * SECOND, check_params_cb=named("pairing_code")):
+        window.get_code_button.click()
+    assert window.mode == qw.PHONE and window.phone_error.isVisible()
+    assert window.phone_error.text()
+
+    window.phone_edit.setText(f"+{ACCOUNT[:2]} {ACCOUNT[2:3]} {ACCOUNT[3:7]} {ACCOUNT[7:]}")
+    with qtbot.waitSignal(bridge.pairingCode, timeout=30 * SECOND):
+        window.get_code_button.click()
+    qtbot.waitUntil(lambda: window.mode == qw.PAIRING, timeout=5 * SECOND)
+    shown = sim.pairing_code(timeout=5)
+    assert window.pairing_code == f"{shown[:4]}-{shown[4:]}".upper() if "-" not in shown else shown
+    assert window.pairing_code_label.text() == window.pairing_code
+    assert window.pairing_for.text() == f"for +{ACCOUNT}"
+    sim.enter_pairing_code(window.pairing_code)  # the phone: Link with phone number instead
+    wait_connected(qtbot, controller)
+    assert sim.devices()["devices"][0]["account"] == ACCOUNT
