@@ -61,7 +61,8 @@ def decode_exec(value: str) -> list[str]:
     while i < len(value):
         ch = value[i]
         if ch == "\\" and i + 1 < len(value):
-            unescaped.append({"s": " ", "n": "\n", "t": "\t", "r": "\r", "\\": "\\"}.get(value[i + 1], "\\" + value[i + 1]))
+            escapes = {"s": " ", "n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
+            unescaped.append(escapes.get(value[i + 1], "\\" + value[i + 1]))
             i += 2
         else:
             unescaped.append(ch)
@@ -144,7 +145,9 @@ def test_xdg_enable_writes_exact_entry_and_disable_removes_it(config_home: Path)
     assert not auto.is_enabled()
 
 
-def test_xdg_defaults_to_dot_config_when_xdg_config_home_unset_or_relative(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_xdg_defaults_to_dot_config_when_xdg_config_home_unset_or_relative(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
     auto = XdgAutostart(["/bin/app"])
@@ -245,7 +248,8 @@ def test_autostart_for_platform_picks_the_strategy_and_carries_the_data_dir(conf
     assert linux.argv == launch.app_command(background=True, data_dir=str(tmp_path / "d"))
     assert linux.argv[-3:] == ["--data-dir", str(tmp_path / "d"), "--background"]
 
-    mac = autostart_for_platform(system="Darwin", command=["/Applications/Linda Desktop.app/Contents/MacOS/Linda Desktop"])
+    mac = autostart_for_platform(system="Darwin",
+                                 command=["/Applications/Linda Desktop.app/Contents/MacOS/Linda Desktop"])
     assert isinstance(mac, LaunchAgentAutostart)
     assert mac.argv == ["/Applications/Linda Desktop.app/Contents/MacOS/Linda Desktop", "--background"]
 
@@ -262,13 +266,15 @@ def test_relative_data_dir_becomes_absolute(tmp_path: Path, monkeypatch: pytest.
 
 def test_app_command_frozen_and_source(tmp_path: Path) -> None:
     assert launch.base_command(frozen=True, executable="/x/Linda Desktop") == ["/x/Linda Desktop"]
-    assert launch.base_command(frozen=False, executable="/usr/bin/python3", windows=False) == ["/usr/bin/python3", "-m", "linda_desktop"]
+    command = launch.base_command(frozen=False, executable="/usr/bin/python3", windows=False)
+    assert command == ["/usr/bin/python3", "-m", "linda_desktop"]
     (tmp_path / "python.exe").write_bytes(b"")
     (tmp_path / "pythonw.exe").write_bytes(b"")
     assert launch.base_command(frozen=False, executable=str(tmp_path / "python.exe"), windows=True) == [
         str(tmp_path / "pythonw.exe"), "-m", "linda_desktop"]
     (tmp_path / "pythonw.exe").unlink()
-    assert launch.base_command(frozen=False, executable=str(tmp_path / "python.exe"), windows=True)[0] == str(tmp_path / "python.exe")
+    command = launch.base_command(frozen=False, executable=str(tmp_path / "python.exe"), windows=True)
+    assert command[0] == str(tmp_path / "python.exe")
     assert launch.app_command(background=True)[-1] == "--background"
     assert "--background" not in launch.app_command()
 
@@ -392,7 +398,9 @@ def test_windows_run_key_exact_values() -> None:
     auto.enable()
     auto.enable()  # idempotent
     assert reg.keys[RUN_KEY] == {
-        "Linda Desktop": (r'"C:\Program Files\Linda Desktop\Linda Desktop.exe" --data-dir "D:\My Data\linda" --background', reg.REG_SZ)
+        "Linda Desktop": (
+            r'"C:\Program Files\Linda Desktop\Linda Desktop.exe" --data-dir "D:\My Data\linda" --background', reg.REG_SZ
+        )
     }
     assert auto.is_enabled()
     assert all(h.closed for h in reg.handles), "every opened key is closed"
@@ -408,8 +416,11 @@ def test_windows_run_key_exact_values() -> None:
 
 
 def test_windows_quotes_arguments_by_the_c_runtime_rules() -> None:
-    auto = WindowsRunKeyAutostart([r"C:\Python311\pythonw.exe", "-m", "linda_desktop", "--data-dir", "C:\\dir with space\\", "--background"], winreg=FakeWinreg())
-    assert auto.command_line == r'"C:\Python311\pythonw.exe" -m linda_desktop --data-dir "C:\dir with space\\" --background'
+    argv = [r"C:\Python311\pythonw.exe", "-m", "linda_desktop", "--data-dir", "C:\\dir with space\\", "--background"]
+    auto = WindowsRunKeyAutostart(argv, winreg=FakeWinreg())
+    assert auto.command_line == (
+        r'"C:\Python311\pythonw.exe" -m linda_desktop --data-dir "C:\dir with space\\" --background'
+    )
 
 
 def test_windows_task_manager_disable_is_respected_and_enable_clears_it() -> None:
