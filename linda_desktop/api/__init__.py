@@ -15,10 +15,10 @@ from typing import Any
 
 from linda_desktop.api.errors import ApiUnavailable
 from linda_desktop.api.server import ApiServer, check_host
-from linda_desktop.base.settings import Settings
 from linda_desktop.base.paths import AppPaths
+from linda_desktop.base.settings import Settings
 
-__all__ = ["ApiServer", "ApiUnavailable", "start_api", "describe", "check_host"]
+__all__ = ["ApiServer", "ApiUnavailable", "check_host", "describe", "start_api"]
 
 
 class _Off:

@@ -43,8 +43,8 @@ def main(argv: list[str] | None = None) -> int:
 
             print(json.dumps(document(), indent=2))
             return 0
-        from linda_desktop.base.settings import Settings
         from linda_desktop.base.paths import resolve_paths
+        from linda_desktop.base.settings import Settings
 
         paths = resolve_paths(args.data_dir)
         if args.command == "update-bridge":

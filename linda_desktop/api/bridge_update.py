@@ -40,7 +40,7 @@ class BridgeUpdateError(LindaError):
 
 
 def default_registry() -> str:
-    env = os.environ.get("npm_config_registry") or os.environ.get("NPM_CONFIG_REGISTRY")
+    env = os.environ.get("npm_config_registry") or os.environ.get("NPM_CONFIG_REGISTRY")  # noqa: SIM112 - npm's own name
     if env:
         return env
     npm = shutil.which("npm")
@@ -101,7 +101,8 @@ def update_bridge(bridge_dir: Path, registry: str | None = None) -> dict[str, An
         return {"version": version, "previous": state.get("previous"), "installed": False}
     tarball, integrity = dist.get("tarball"), dist.get("integrity")
     if not isinstance(tarball, str) or not isinstance(integrity, str):
-        raise BridgeUpdateError(f"wa-js {version} has no tarball or integrity hash in the registry", "nothing installed")
+        raise BridgeUpdateError(f"wa-js {version} has no tarball or integrity hash in the registry",
+                                "nothing installed")
     data = _get(tarball, MAX_TARBALL)
     check_integrity(data, integrity)
     try:

@@ -160,7 +160,7 @@ def _parse_head(head: bytes) -> Request:
         line = raw.rstrip("\r")
         if not line:
             break
-        count += 1
+        count += 1  # noqa: SIM113 - counts header lines, not loop turns (a blank line ends it)
         if count > MAX_HEADERS:
             raise HttpError(431, "headers_too_large", "too many headers", close=True)
         name, sep, value = line.partition(":")

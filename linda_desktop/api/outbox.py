@@ -19,7 +19,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from linda_desktop.api import waha
 from linda_desktop.api.store import EventStore, StoredEvent
@@ -100,7 +101,7 @@ class Outbox:
         self.delivered = 0
         self.retries = 0
 
-    def start(self) -> "Outbox":
+    def start(self) -> Outbox:
         self._thread.start()
         return self
 

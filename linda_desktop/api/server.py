@@ -23,16 +23,26 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from linda_desktop import __version__
 from linda_desktop.api import openapi, waha
+from linda_desktop.api.errors import ApiUnavailable
+from linda_desktop.api.http import (
+    HEADER_TIMEOUT,
+    IDLE_TIMEOUT,
+    MAX_HEADER_BYTES,
+    HttpError,
+    Request,
+    error_body,
+    json_bytes,
+    read_request,
+    response_bytes,
+)
 from linda_desktop.api.outbox import TARGET, Outbox, linda_body, targets_for
 from linda_desktop.api.store import FILE_NAME, EventStore, StoredEvent
-from linda_desktop.api.errors import ApiUnavailable
-from linda_desktop.api.http import (HEADER_TIMEOUT, IDLE_TIMEOUT, MAX_HEADER_BYTES, HttpError, Request,
-                                    error_body, json_bytes, read_request, response_bytes)
 from linda_desktop.api.token import load_token, token_matches
 from linda_desktop.api.webhooks import RETRY_DELAYS, is_loopback_host
 from linda_desktop.base.errors import KeyringUnavailable, LindaError
@@ -84,7 +94,7 @@ class ApiServer:
         self._stop: asyncio.Event | None = None
         self._streams: set[asyncio.Queue[Any]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
-        self._ingest: "queue.Queue[dict[str, Any] | None]" = queue.Queue()
+        self._ingest: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._ingest_thread: threading.Thread | None = None
         self._waha_status: str | None = None
         self._unsubscribe: Callable[[], None] | None = None
@@ -104,7 +114,7 @@ class ApiServer:
     def running(self) -> bool:
         return self._ready.is_set() and self.error is None and self._thread is not None and self._thread.is_alive()
 
-    def start(self) -> "ApiServer":
+    def start(self) -> ApiServer:
         self._thread = threading.Thread(target=self._run, name="linda-api", daemon=True)
         self._thread.start()
         return self
@@ -145,7 +155,7 @@ class ApiServer:
             log.warning("bot API is off: %s", exc)
             self._report("api_unavailable", f"The bot API is off: {exc}")
             return
-        except Exception as exc:  # sqlite3.Error, OSError: the event store cannot open
+        except Exception as exc:  # noqa: BLE001 - sqlite3.Error, OSError: the event store cannot open
             self.error = ApiUnavailable(f"The bot API cannot open its event store: {type(exc).__name__}: {exc}",
                                         "check the data folder (free space, permissions)")
             log.warning("bot API is off: %s", self.error)
@@ -243,7 +253,7 @@ class ApiServer:
         """On the service's loop thread: queue what the store keeps; QR codes go live only."""
         try:
             payload = event.to_json()
-        except Exception:
+        except Exception:  # noqa: BLE001 - one bad event must not stop the writer thread
             return
         kind = payload.get("event")
         if kind == "qr":
@@ -407,7 +417,7 @@ class ApiServer:
         try:
             writer.close()
             await asyncio.wait_for(writer.wait_closed(), 2)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a bad connection must not stop the server
             pass
 
     @staticmethod
@@ -462,7 +472,7 @@ class ApiServer:
                             headers={"WWW-Authenticate": 'Bearer realm="linda-desktop"'})
 
     def _route(self, request: Request) -> Any:
-        routes: dict[str, tuple[str, Callable[[Request], Any], bool]] = {
+        routes: dict[str, tuple[str, Callable[..., Any], bool]] = {
             "/v1/openapi.json": ("GET", self._openapi, False),
             "/docs": ("GET", self._docs, False),
             "/v1/status": ("GET", self._status, True),
@@ -492,7 +502,7 @@ class ApiServer:
             return "events"
         return handler(request)
 
-    def _waha_route(self, path: str) -> tuple[str, Callable[[Request], Any], bool] | None:
+    def _waha_route(self, path: str) -> tuple[str, Callable[..., Any], bool] | None:
         parts = path.strip("/").split("/")
         if len(parts) == 3 and parts[:2] == ["api", "sessions"]:
             return "GET", lambda r: self._waha_session(r, parts[2]), True

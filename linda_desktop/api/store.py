@@ -26,9 +26,10 @@ import secrets
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ class EventStore:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._jobs: "queue.Queue[tuple[Callable[[sqlite3.Connection], Any], concurrent.futures.Future[Any]] | None]"
+        self._jobs: queue.Queue[tuple[Callable[[sqlite3.Connection], Any], concurrent.futures.Future[Any]] | None]
         self._jobs = queue.Queue()
         self._local = threading.local()
         ready: concurrent.futures.Future[None] = concurrent.futures.Future()
@@ -105,7 +106,7 @@ class EventStore:
         conn.execute("PRAGMA busy_timeout=30000")
         return conn
 
-    def _writer(self, ready: "concurrent.futures.Future[None]") -> None:
+    def _writer(self, ready: concurrent.futures.Future[None]) -> None:
         try:
             conn = self._connect()
             conn.executescript(_SCHEMA)

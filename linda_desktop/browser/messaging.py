@@ -29,9 +29,10 @@ import logging
 import os
 import re
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from linda_desktop.base.errors import LindaError
 
@@ -271,7 +272,7 @@ class MessageBridge:
     def __init__(self, on_page: PageSink, wajs: WaJs | None = None) -> None:
         self.on_page = on_page
         self.wajs = wajs
-        self._contexts: "weakref.WeakSet[Any]" = weakref.WeakSet()
+        self._contexts: weakref.WeakSet[Any] = weakref.WeakSet()
         self._wajs_source: str | None = None
         self._bridge_source: str | None = None
         self.received = 0
@@ -327,7 +328,7 @@ class MessageBridge:
                 await session.send("Runtime.evaluate", {"expression": source, "silent": True})
             finally:
                 await session.detach()
-        except Exception as exc:  # mid-navigation: the init scripts cover the next document
+        except Exception as exc:  # noqa: BLE001 - mid-navigation: the init scripts cover the next document
             log.debug("script not evaluated in the open page: %s", type(exc).__name__)
 
     def _from_page(self, source: Any, kind: Any, data: Any = None) -> None:
@@ -362,7 +363,7 @@ class MessageBridge:
             if arg is None:
                 return await asyncio.wait_for(page.evaluate(script), timeout)
             return await asyncio.wait_for(page.evaluate(script, arg), timeout)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a page closing or navigating is an answer of None
             return None
 
     async def status(self, page: Any) -> dict[str, Any] | None:
@@ -413,7 +414,7 @@ class MessageBridge:
         except asyncio.TimeoutError:
             raise MessagingError("timeout", f"WhatsApp Web did not confirm the message within {timeout:g} s",
                                  "check the connection; the message may still be sent") from None
-        except Exception as exc:  # page closed or navigating
+        except Exception as exc:  # noqa: BLE001 - page closed or navigating
             raise MessagingError("not_ready", f"the page could not send right now ({type(exc).__name__})",
                                  "retry in a few seconds") from None
         if not isinstance(result, dict) or not result.get("ok"):

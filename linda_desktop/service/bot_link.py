@@ -16,9 +16,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ class BotLink:
             return
         try:
             await self._ensure_bridge().attach_context(context)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the session must not suffer from the bot bridge
             log.warning("message bridge not attached: %s", exc)
 
     async def attach(self, page: Any) -> None:
@@ -113,7 +114,7 @@ class BotLink:
             self.ready = False
             self._ready_deadline = time.monotonic() + float(self._setting("bridge_ready_seconds",
                                                                           BRIDGE_READY_TIMEOUT_SECONDS))
-        except Exception as exc:  # the session must not suffer from the bot bridge
+        except Exception as exc:  # noqa: BLE001 - the session must not suffer from the bot bridge
             log.warning("message bridge not attached: %s", exc)
 
     def _watch(self, page: Any) -> None:
@@ -131,7 +132,7 @@ class BotLink:
         try:
             page.on("websocket", on_socket)
             page.on("requestfinished", alive)
-        except Exception:
+        except Exception:  # noqa: BLE001 - Playwright versions differ in their events
             log.debug("cannot watch page traffic")
 
     # ------------------------------------------------------------------ from the page
@@ -324,7 +325,7 @@ class BotLink:
         try:
             self.service._notice("liveness", f"WhatsApp looked connected but nothing came through ({episode.why}); "
                                              f"{episode.action.replace('_', ' ')}")
-        except Exception:
+        except Exception:  # noqa: BLE001 - a heal that fails is logged; the supervisor goes on
             log.debug("no notice for the liveness episode")
 
     # ------------------------------------------------------------------ status

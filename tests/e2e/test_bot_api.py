@@ -20,13 +20,14 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
-from tests.e2e.harness import REPO, AppProcess, wait_until, write_settings
+from tests.e2e.harness import REPO, wait_until, write_settings
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.keyring]
 
@@ -117,7 +118,7 @@ class EventStream:
     def close(self) -> None:
         try:
             self.response.close()
-        except Exception:
+        except Exception:  # noqa: BLE001 - already closed
             pass
 
 
@@ -161,7 +162,8 @@ def bots() -> Iterator[list[subprocess.Popen[str]]]:
 
 def start_bot(bots: list, argv: list[str], base: str, token: str, log: Path) -> subprocess.Popen[str]:
     env = {**os.environ, "LINDA_API_TOKEN": token, "LINDA_API_URL": base}
-    proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT, text=True)
+    with open(log, "w") as out:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
     bots.append(proc)
     return proc
 
@@ -182,7 +184,7 @@ def test_message_reaches_stream_and_webhook_bot_replies_and_survives_sigkill(
     base = bot_settings["base"]
     app = start_app()
     app.wait_state("needs_link", 60)
-    qr_event = app.wait_for(lambda e: e.get("event") == "qr", 30)
+    app.wait_for(lambda e: e.get("event") == "qr", 30)
 
     # While linking: status and the QR payload (the same one the app shows).
     assert wait_until(lambda: api(base, token, "/v1/status")[0] == 200, 20)

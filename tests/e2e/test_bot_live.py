@@ -24,13 +24,13 @@ from typing import Any
 import pytest
 
 from tests.e2e.harness import wait_until, write_settings
-from tests.e2e.test_bot_api import CUSTOMER, free_port, token  # noqa: F401  (fixture)
-from tests.e2e.test_bot_replay import Receiver, receiver  # noqa: F401  (fixture)
+from tests.e2e.test_bot_api import CUSTOMER, free_port
+from tests.e2e.test_bot_replay import Receiver, receiver_fixture, token_fixture  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.keyring]
 
 
-def call(base: str, token: str, path: str, body: Any = None) -> tuple[int, Any]:  # noqa: F811
+def call(base: str, token: str, path: str, body: Any = None) -> tuple[int, Any]:
     headers = {"Authorization": f"Bearer {token}"}
     data = None
     if body is not None:
@@ -43,7 +43,7 @@ def call(base: str, token: str, path: str, body: Any = None) -> tuple[int, Any]:
         return err.code, json.loads(err.read() or b"null")
 
 
-def setup(data_dir: Path, receiver: Receiver, **extra: Any) -> str:  # noqa: F811
+def setup(data_dir: Path, receiver: Receiver, **extra: Any) -> str:
     port = free_port()
     write_settings(data_dir, api_enabled=True, api_port=port, webhook_url=receiver.url, flush_delay_seconds=1,
                    **extra)
@@ -58,13 +58,14 @@ def linked(start_app: Any, sim: Any) -> Any:
     return app
 
 
-def ready(base: str, token: str) -> bool:  # noqa: F811
+def ready(base: str, token: str) -> bool:
     status, body = call(base, token, "/v1/status")
-    return status == 200 and bool(body.get("ready_to_send")) and body["messaging"].get("link", {}).get("quiet") is not None
+    quiet = body.get("messaging", {}).get("link", {}).get("quiet") if status == 200 else None
+    return bool(body.get("ready_to_send")) and quiet is not None
 
 
 def test_ciphertext_then_decrypted_is_one_message_and_lid_senders_are_resolved(
-        start_app, sim, data_dir: Path, receiver: Receiver, token: str) -> None:  # noqa: F811
+        start_app, sim, data_dir: Path, receiver: Receiver, token: str) -> None:
     base = setup(data_dir, receiver)
     linked(start_app, sim)
     assert wait_until(lambda: ready(base, token), 30)
@@ -86,7 +87,8 @@ def test_ciphertext_then_decrypted_is_one_message_and_lid_senders_are_resolved(
     assert receiver.bad == 0
 
 
-def test_message_200_ms_after_launch_is_delivered(start_app, sim, data_dir: Path, receiver: Receiver) -> None:  # noqa: F811
+def test_message_200_ms_after_launch_is_delivered(start_app, sim, data_dir: Path,
+                                                  receiver: Receiver) -> None:
     setup(data_dir, receiver)
     assert linked(start_app, sim).terminate() == 0
     app = start_app()
@@ -100,7 +102,7 @@ def test_message_200_ms_after_launch_is_delivered(start_app, sim, data_dir: Path
 
 
 def test_acks_sent_delivered_read_and_sends_while_not_connected(
-        start_app, sim, data_dir: Path, receiver: Receiver, token: str) -> None:  # noqa: F811
+        start_app, sim, data_dir: Path, receiver: Receiver, token: str) -> None:
     base = setup(data_dir, receiver)
     app = start_app()
     app.wait_state("needs_link", 60)
@@ -132,7 +134,7 @@ def test_acks_sent_delivered_read_and_sends_while_not_connected(
 
 
 def test_quiet_phone_the_device_does_not_show_online(start_app, sim, data_dir: Path, receiver: Receiver,
-                                                     token: str) -> None:  # noqa: F811
+                                                     token: str) -> None:
     def available() -> list[Any]:
         return [p.get("available") for p in sim.pages() if p.get("live") and p.get("mode") == "connected"]
 
@@ -157,7 +159,7 @@ def test_quiet_phone_the_device_does_not_show_online(start_app, sim, data_dir: P
 
 
 def test_connected_but_dead_is_noticed_recorded_and_healed(start_app, sim, data_dir: Path, receiver: Receiver,
-                                                           token: str) -> None:  # noqa: F811
+                                                           token: str) -> None:
     base = setup(data_dir, receiver, liveness_check_seconds=1)
     app = linked(start_app, sim)
     assert wait_until(lambda: ready(base, token), 30)

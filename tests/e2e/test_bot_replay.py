@@ -16,14 +16,15 @@ import hmac
 import json
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
 from tests.e2e.harness import wait_until, write_settings
-from tests.e2e.test_bot_api import CUSTOMER, free_port, token  # noqa: F401  (fixture)
+from tests.e2e.test_bot_api import CUSTOMER, free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.keyring]
 
@@ -77,8 +78,17 @@ class Receiver:
         self.server.server_close()
 
 
-@pytest.fixture
-def receiver(token: str) -> Iterator[Receiver]:  # noqa: F811
+@pytest.fixture(name="token")
+def token_fixture() -> str:
+    from linda_desktop.api.token import load_token
+
+    value = load_token(create=True)
+    assert value
+    return value
+
+
+@pytest.fixture(name="receiver")
+def receiver_fixture(token: str) -> Iterator[Receiver]:
     hook = Receiver(token)
     yield hook
     hook.close()

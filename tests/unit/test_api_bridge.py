@@ -18,11 +18,16 @@ from typing import Any
 
 import pytest
 
-from linda_desktop.browser.messaging import (MessageBridge, MessagingError, find_wajs, normalize_recipient,
-                                             pinned_version)
-from linda_desktop.browser.whatsapp import WhatsAppPage
 from linda_desktop.base.events import PageState
-from tests.integration.conftest import FAST, chromium, wa_options  # noqa: F401  (fixtures)
+from linda_desktop.browser.messaging import (
+    MessageBridge,
+    MessagingError,
+    find_wajs,
+    normalize_recipient,
+    pinned_version,
+)
+from linda_desktop.browser.whatsapp import WhatsAppPage
+from tests.plugins.fixtures import FAST
 from tests.whatsapp_sim.control import Simulator, free_port
 
 pytestmark = pytest.mark.browser
@@ -68,7 +73,13 @@ def test_recipients() -> None:
 
 def test_bridge_over_the_simulated_wpp_api(tmp_path: Path, wa_options: dict[str, Any]) -> None:
     got: list[dict[str, Any]] = []
-    bridge = MessageBridge(got.append, find_wajs())
+    own: list[dict[str, Any]] = []
+
+    def on_page(kind: str, data: dict[str, Any]) -> None:
+        if kind == "message":
+            (own if data["from_me"] else got).append(data)
+
+    bridge = MessageBridge(on_page, find_wajs())
 
     async def scenario(sim: Simulator) -> None:
         page = await connected_page(sim, tmp_path, wa_options, bridge)
@@ -87,6 +98,20 @@ def test_bridge_over_the_simulated_wpp_api(tmp_path: Path, wa_options: dict[str,
             assert [m["text"] for m in sent] == ["reply one"]
             await asyncio.sleep(0.5)
             assert len(got) == 1, "our own message must not come back as an incoming one"
+            assert [m["text"] for m in own] == ["reply one"] and own[0]["id"] == result["id"]
+
+            # The quiet phone, the page's health and a round trip to the server.
+            assert await bridge.quiet(page.page) is True
+            health = await bridge.health(page.page)
+            assert health is not None and health["ok"] and health["stream"]["info"] in ("NORMAL", "SYNCING")
+            probe = await bridge.probe(page.page, timeout=5)
+            assert probe is not None and probe["ok"] is True and not probe.get("skipped")
+            # Catch-up: what is unread in the chats, marked backfilled, newer than each chat's mark.
+            replayed = await bridge.replay(page.page, since=0, cap=50, marks={})
+            assert replayed is not None and [m["text"] for m in replayed] == ["first"]
+            assert replayed[0]["backfilled"] is True and replayed[0]["id"] == got[0]["id"]
+            later = await bridge.replay(page.page, since=0, cap=50, marks={"15557654321@c.us": 2**31})
+            assert later == []
 
             # A group message names its chat and its author.
             await asyncio.to_thread(sim.deliver, "15550002222", "in the group", chat_id="120363000000000001@g.us")
@@ -113,7 +138,8 @@ def test_bridge_over_the_simulated_wpp_api(tmp_path: Path, wa_options: dict[str,
             assert await eventually(lambda: len(got) == 3)
             assert got[2]["text"] == "after the flush"
             assert (await bridge.send(page.page, "15557654321@c.us", "reply two"))["ack"] == 1
-            assert bridge.received == 3 and bridge.sent == 2
+            assert await eventually(lambda: len(own) == 2)
+            assert bridge.received == 5 and bridge.sent == 2
 
             # Offline: WhatsApp does not take the message; the error says so.
             await asyncio.to_thread(sim.offline)
@@ -136,7 +162,7 @@ wajs_needed = pytest.mark.skipif(find_wajs() is None, reason="wa-js is not insta
 def test_real_wajs_loads_waits_and_keeps_the_page_readable(tmp_path: Path, wa_options: dict[str, Any]) -> None:
     info = find_wajs()
     assert info is not None and info.version == pinned_version()
-    bridge = MessageBridge(lambda payload: None, info)
+    bridge = MessageBridge(lambda kind, payload: None, info)
 
     async def scenario(sim: Simulator) -> None:
         # Attached after the page loaded (the DevTools path), as the service does after launch.
@@ -186,7 +212,7 @@ class _CspHandler(BaseHTTPRequestHandler):
 def test_injection_works_under_a_strict_content_security_policy(tmp_path: Path, wa_options: dict[str, Any]) -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _CspHandler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    bridge = MessageBridge(lambda payload: None, find_wajs())
+    bridge = MessageBridge(lambda kind, payload: None, find_wajs())
 
     async def scenario() -> None:
         page = WhatsAppPage(tmp_path / "profile", f"http://127.0.0.1:{server.server_port}/", **wa_options)

@@ -4,12 +4,12 @@ SessionService, the real server thread. Nothing here may crash the server or the
 from __future__ import annotations
 
 import json
-import os
 import random
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -18,9 +18,9 @@ from linda_desktop.api.errors import ApiUnavailable
 from linda_desktop.api.http import MAX_BODY
 from linda_desktop.api.server import ApiServer, check_host
 from linda_desktop.base.events import MessageReceived, SessionState, StateChanged
-from linda_desktop.service.session_service import SessionService
-from linda_desktop.base.settings import Settings
 from linda_desktop.base.paths import resolve_paths
+from linda_desktop.base.settings import Settings
+from linda_desktop.service.session_service import SessionService
 
 TOKEN = "unit-test-token-" + "x" * 27
 
@@ -61,7 +61,7 @@ def raw(port: int, data: bytes, *, timeout: float = 5.0, read_all: bool = True) 
         head, _, body = buf.partition(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
         status = int(lines[0].split(" ")[1]) if lines and lines[0].startswith("HTTP/") else 0
-        headers = {k.lower(): v.strip() for k, _, v in (l.partition(":") for l in lines[1:])}
+        headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
         length = int(headers.get("content-length", "0") or 0)
         while len(body) < length:
             chunk = sock.recv(65536)
@@ -196,7 +196,8 @@ def test_oversized_body_is_413_before_it_is_read(api: ApiServer) -> None:
     (b"GET /v1/status HTTP/1.1\r\n: empty\r\n\r\n", 400),
     (b"GET /v1/status HTTP/1.1\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n", 431),
     (b"GET /v1/status HTTP/1.1\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(150)) + b"\r\n", 431),
-    (b"POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 411),
+    (b"POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"5\r\nhello\r\n0\r\n\r\n", 411),
     (b"POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 411),
     (b"POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: -5\r\n\r\n", 400),
     (b"POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", 400),
@@ -247,7 +248,7 @@ def test_connection_limit(api: ApiServer) -> None:
     socks = [socket.create_connection(("127.0.0.1", api.port), timeout=5) for _ in range(api_server.MAX_CONNECTIONS)]
     try:
         time.sleep(0.3)
-        status, _, body = raw(api.port, b"GET /v1/status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        status, _, _body = raw(api.port, b"GET /v1/status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         assert status == 503
     finally:
         for sock in socks:
@@ -323,7 +324,7 @@ class Stream:
             self.sock.settimeout(max(0.05, deadline - time.monotonic()))
             try:
                 chunk = self.sock.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 break
             if not chunk:
                 break

@@ -7,8 +7,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import jsonschema
 import pytest
@@ -46,7 +47,8 @@ def api(service: SessionService) -> Iterator[ApiServer]:
 
 
 def incoming() -> dict[str, Any]:
-    return {"id": "false_15557654321@c.us_3EB0AA", "chat_id": "15557654321@c.us", "chat_pn": None, "from": "15557654321",
+    return {"id": "false_15557654321@c.us_3EB0AA", "chat_id": "15557654321@c.us", "chat_pn": None,
+            "from": "15557654321",
             "from_id": "15557654321@c.us", "author": None, "sender_name": "Ann", "type": "chat", "text": "hi",
             "timestamp": 1760000000, "group": False, "from_me": False, "backfilled": True, "ack": None}
 

@@ -1,4 +1,5 @@
-"""Outgoing webhooks against a real local HTTP receiver: order, signature, retries, give-up."""
+"""The durable webhook outbox (api/outbox.py over api/store.py) against a real local HTTP receiver:
+order, both signatures, back-off, dead letters, a receiver down across an app restart, a slow one."""
 
 from __future__ import annotations
 
@@ -7,13 +8,17 @@ import hmac
 import json
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from linda_desktop.api.errors import ApiUnavailable
-from linda_desktop.api.webhooks import WebhookSender, check_webhook_url, signature
+from linda_desktop.api.outbox import TARGET, Outbox, backoff
+from linda_desktop.api.store import EventStore
+from linda_desktop.api.webhooks import check_webhook_url, signature
 
 TOKEN = "webhook-token"
 FAST = (0.05, 0.05, 0.05)
@@ -66,108 +71,147 @@ def wait(condition: Any, timeout: float = 5.0) -> bool:
     return condition()
 
 
-def test_events_arrive_in_order_signed(receiver: Receiver) -> None:
-    sender = WebhookSender(receiver.url, TOKEN, retry_delays=FAST)
+def store_at(tmp_path: Path) -> EventStore:
+    return EventStore(tmp_path / "events.sqlite3")
+
+
+def put(store: EventStore, n: int, kind: str = "message") -> None:
+    assert store.append(kind, {"id": f"false_1@c.us_{n}", "chat_id": "1@c.us", "text": f"m{n}", "timestamp": n},
+                        dedup=f"msg:{n}", targets=(TARGET,))
+
+
+def outbox(store: EventStore, url: str, **kw: Any) -> Outbox:
+    kw.setdefault("base_delay", 0.05)
+    kw.setdefault("max_delay", 0.2)
+    return Outbox(store, url, token=TOKEN, **kw).start()
+
+
+def test_events_arrive_in_order_signed_with_their_event_id(receiver: Receiver, tmp_path: Path) -> None:
+    store = store_at(tmp_path)
+    box = outbox(store, receiver.url)
     try:
         for n in range(20):
-            sender.send({"event": "message", "id": str(n), "text": f"m{n}"})
-        assert wait(lambda: sender.delivered == 20)
-        ids = [json.loads(r["body"])["id"] for r in receiver.requests]
-        assert ids == [str(n) for n in range(20)]
+            put(store, n)
+        box.wake()
+        assert wait(lambda: box.delivered == 20)
+        bodies = [json.loads(r["body"]) for r in receiver.requests]
+        assert [b["text"] for b in bodies] == [f"m{n}" for n in range(20)]
         first = receiver.requests[0]
         assert first["headers"]["X-Linda-Event"] == "message"
+        assert first["headers"]["X-Linda-Delivery"] == bodies[0]["event_id"]
         expected = "sha256=" + hmac.new(TOKEN.encode(), first["body"], hashlib.sha256).hexdigest()
         assert first["headers"]["X-Linda-Signature"] == expected == signature(TOKEN, first["body"])
-        assert len({r["headers"]["X-Linda-Delivery"] for r in receiver.requests}) == 20
+        assert store.outbox_stats(TARGET)["delivered"] == 20
     finally:
-        sender.close()
+        box.close()
+        store.close()
 
 
-def test_5xx_and_429_are_retried_with_the_same_delivery_id() -> None:
-    receiver = Receiver([500, 503, 429])
-    sender = WebhookSender(receiver.url, TOKEN, retry_delays=FAST)
+def test_same_message_id_is_stored_once_across_a_reopen(tmp_path: Path) -> None:
+    store = store_at(tmp_path)
+    put(store, 1)
+    assert store.append("message", {"id": "x"}, dedup="msg:1") is None
+    store.close()
+    again = store_at(tmp_path)
     try:
-        sender.send({"event": "message", "id": "x"})
-        assert wait(lambda: sender.delivered == 1)
-        assert [r["status"] for r in receiver.requests] == [500, 503, 429, 200]
-        assert len({r["headers"]["X-Linda-Delivery"] for r in receiver.requests}) == 1
-        assert sender.retries == 3 and sender.failed == 0
+        assert again.append("message", {"id": "x"}, dedup="msg:1") is None
+        assert again.count("message") == 1
     finally:
-        sender.close()
-        receiver.close()
+        again.close()
 
 
-def test_4xx_is_not_retried_and_the_next_event_still_goes() -> None:
-    receiver = Receiver([400])
-    sender = WebhookSender(receiver.url, TOKEN, retry_delays=FAST)
+def test_5xx_and_429_are_retried_with_the_same_event_id_and_back_off(tmp_path: Path) -> None:
+    r = Receiver([503, 429, 500])
+    store = store_at(tmp_path)
+    box = outbox(store, r.url)
     try:
-        sender.send({"event": "message", "id": "refused"})
-        sender.send({"event": "message", "id": "next"})
-        assert wait(lambda: sender.delivered == 1 and sender.failed == 1)
-        assert [json.loads(r["body"])["id"] for r in receiver.requests] == ["refused", "next"]
+        put(store, 1)
+        box.wake()
+        assert wait(lambda: box.delivered == 1)
+        ids = {req["headers"]["X-Linda-Delivery"] for req in r.requests}
+        assert len(r.requests) == 4 and len(ids) == 1
+        assert box.retries == 3
     finally:
-        sender.close()
-        receiver.close()
+        box.close()
+        store.close()
+        r.close()
+    assert [backoff(n, 1.0, 600.0) for n in (1, 2, 3, 4, 11, 12)] == [1, 2, 4, 8, 600, 600]
 
 
-def test_unreachable_receiver_gives_up_after_the_retries_then_recovers() -> None:
-    receiver = Receiver()
-    url = receiver.url
-    receiver.close()  # nothing listens there now
-    sender = WebhookSender(url, TOKEN, retry_delays=FAST)
+def test_4xx_is_dead_at_once_and_the_next_event_still_goes(tmp_path: Path) -> None:
+    r = Receiver([400])
+    store = store_at(tmp_path)
+    box = outbox(store, r.url)
     try:
-        sender.send({"event": "message", "id": "lost"})
-        assert wait(lambda: sender.failed == 1)
-        assert sender.retries == len(FAST)
-        assert sender.stats()["pending"] == 0
+        put(store, 1)
+        put(store, 2)
+        box.wake()
+        assert wait(lambda: box.delivered == 1)
+        assert [json.loads(q["body"])["text"] for q in r.requests] == ["m1", "m2"]
+        stats = box.stats()
+        assert stats["dead"] == 1 and stats["delivered"] == 1 and stats["dead_letters"][0]["last_error"] == "HTTP 400"
+        # After the owner fixed the receiver: the dead letter goes again.
+        assert store.retry_dead(TARGET) == 1
+        box.wake()
+        assert wait(lambda: box.delivered == 2)
     finally:
-        sender.close()
+        box.close()
+        store.close()
+        r.close()
 
 
-def test_receiver_down_for_a_while_gets_the_event_when_back() -> None:
-    probe = Receiver()
-    port = probe.server.server_port
-    probe.close()  # the bot is not up yet
-    sender = WebhookSender(f"http://127.0.0.1:{port}/hook", TOKEN, retry_delays=(0.3,) * 6)
-    got: list[bytes] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            got.append(self.rfile.read(int(self.headers["Content-Length"])))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
+def test_unreachable_receiver_becomes_a_dead_letter_after_the_limit(tmp_path: Path) -> None:
+    store = store_at(tmp_path)
+    box = outbox(store, "http://127.0.0.1:9/hook", max_attempts=3)
     try:
-        sender.send({"event": "message", "id": "late"})
-        assert wait(lambda: sender.retries >= 1)
-        ThreadingHTTPServer.allow_reuse_address = True
-        server = ThreadingHTTPServer(("127.0.0.1", port), Handler)  # the bot comes up
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        try:
-            assert wait(lambda: sender.delivered == 1, 5)
-            assert json.loads(got[0])["id"] == "late"
-        finally:
-            server.shutdown()
-            server.server_close()
+        put(store, 1)
+        box.wake()
+        assert wait(lambda: store.outbox_stats(TARGET)["dead"] == 1)
+        assert store.dead_letters(TARGET)[0]["attempts"] == 3
     finally:
-        sender.close()
+        box.close()
+        store.close()
 
 
-def test_full_queue_drops_the_oldest() -> None:
-    receiver = Receiver()
-    port = receiver.server.server_port
-    receiver.close()
-    sender = WebhookSender(f"http://127.0.0.1:{port}/", TOKEN, retry_delays=(5.0,), max_queue=3)
+def test_receiver_down_across_an_app_restart_gets_everything_once(tmp_path: Path) -> None:
+    r = Receiver([503] * 1000)
+    store = store_at(tmp_path)
+    box = outbox(store, r.url)
+    for n in range(5):
+        put(store, n)
+    box.wake()
+    assert wait(lambda: len(r.requests) >= 3)
+    box.close()
+    store.close()  # the app stops (or is killed: the store is WAL, committed per event)
+    r.plan.clear()
+    store = store_at(tmp_path)
+    box = outbox(store, r.url)
     try:
-        for n in range(6):
-            sender.send({"event": "message", "id": str(n)})
-        assert sender.dropped >= 2
-        assert sender.stats()["pending"] <= 3
+        assert wait(lambda: box.delivered == 5)
+        ok = [json.loads(q["body"])["text"] for q in r.requests if q["status"] == 200]
+        assert ok == [f"m{n}" for n in range(5)]
     finally:
-        sender.close()
+        box.close()
+        store.close()
+        r.close()
+
+
+def test_waha_dialect_signs_with_hmac_sha512(receiver: Receiver, tmp_path: Path) -> None:
+    store = store_at(tmp_path)
+    box = outbox(store, receiver.url, dialect="waha", hmac_key="secret", account=lambda: "15550001234")
+    try:
+        put(store, 1)
+        box.wake()
+        assert wait(lambda: box.delivered == 1)
+        req = receiver.requests[0]
+        body = json.loads(req["body"])
+        assert body["event"] == "message" and body["session"] == "default" and body["id"].startswith("evt_")
+        assert req["headers"]["X-Webhook-Hmac"] == hmac.new(b"secret", req["body"], hashlib.sha512).hexdigest()
+        assert req["headers"]["X-Webhook-Hmac-Algorithm"] == "sha512"
+        assert req["headers"]["X-Webhook-Request-Id"] == body["id"]
+    finally:
+        box.close()
+        store.close()
 
 
 @pytest.mark.parametrize("url", ["http://192.168.1.5/hook", "http://example.com/hook", "https://10.0.0.1/",
