@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import AppProcess, cli, wait_until, write_settings
+from tests.e2e.harness import AppProcess, cli, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -190,16 +190,15 @@ def test_sigterm_exits_zero_and_backs_up(linked: AppProcess, data_dir: Path) -> 
     assert wait_until(lambda: not linked.browser_pids(), 10)
 
 
-def test_periodic_backups_follow_the_interval_setting_and_rotate(start_app, data_dir: Path, sim) -> None:
-    write_settings(data_dir, backup_interval_hours=2 / 3600)  # every 2 s, to see rotation in a test
+def test_backups_rotate_to_the_newest_five_plus_the_known_good(start_app, data_dir: Path, sim) -> None:
+    # The interval itself is bounded (>= 0.25 h, issue 12) and covered by tests/unit/test_reducer.py;
+    # rotation is the same for every backup, so six taken through the running app show it.
     app = start_app()
     app.wait_for(lambda e: e.get("event") == "qr", 60)
     sim.link()
     link = app.wait_for(lambda e: e.get("event") == "backup" and e.get("reason") == "link", 60)
-    later = app.events.index(link) + 1
-    autos_after_link = lambda: sum(e.get("event") == "backup" and e.get("reason") == "auto"  # noqa: E731
-                                   for e in app.events[later:])
-    assert wait_until(lambda: autos_after_link() >= 6, 60), app.summary()
+    for _ in range(6):
+        assert cli(data_dir, "backup", wa_url=sim.url).returncode == 0
     files = {p.name.rsplit(".", 1)[0] for p in (data_dir / "backups").glob("*.linda*")}
     assert len(files) == 6, "the newest 5 plus the last known-good"
     assert link["id"] in files, "the known-good backup (taken at link) is never rotated away"
