@@ -59,9 +59,6 @@ class Page(Protocol):
     async def refresh_qr(self) -> bool:
         """QR list ran out: ask for new codes (``Cmd.refreshQR()``, a click as the fallback)."""
 
-    async def wait_until_settled(self, timeout: float) -> PageSnapshot:
-        """Wait while the page is LOADING, RESUMING or UNKNOWN; the first other reading."""
-
     async def flush_storage(self) -> None:
         """Make sure localStorage is on disk (right after a link, before the first backup)."""
 
