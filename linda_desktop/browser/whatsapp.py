@@ -29,7 +29,7 @@ import logging
 import os
 import re
 import signal
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -137,6 +137,9 @@ class WhatsAppPage:
         self.env = dict(env) if env is not None else None
         self.viewport = dict(viewport or VIEWPORT)
         self.safety_net_seconds = max(30.0, safety_net_seconds)
+        # Awaited with the new context before the first navigation: the bot bridge's init scripts
+        # (browser/messaging.py), so they run before WhatsApp's own scripts.
+        self.on_context: Callable[[BrowserContext], Awaitable[None]] | None = None
         self._pw: Playwright | None = None
         self._driver_pid: int | None = None
         self._context: BrowserContext | None = None
@@ -271,6 +274,8 @@ class WhatsAppPage:
                 str(self.profile_dir), **self._launch_options(ua))
             await self._context.expose_binding(watch.BINDING, self._on_push)
             await self._context.add_init_script(script=watch.watcher_source(self.selectors))
+            if self.on_context is not None:
+                await self.on_context(self._context)
         except PlaywrightError as err:
             await self._abandon_launch()
             line = _first_line(err)

@@ -506,8 +506,11 @@ class SessionService:
     # ------------------------------------------------------------------ browser
 
     def _new_page(self, hidden_window: bool) -> Page:
-        return self.page_factory(self.paths.profile, self.wa_url, self._browser_path or "",
+        page = self.page_factory(self.paths.profile, self.wa_url, self._browser_path or "",
                                  headless=not hidden_window, hidden_window=hidden_window)
+        if hasattr(page, "on_context"):  # bot API: the bridge before the page's first script
+            page.on_context = self._attach_context
+        return page
 
     async def _launch(self, *, hidden_window: bool = False) -> None:
         self.paths.ensure(self.paths.profile)

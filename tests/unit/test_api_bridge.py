@@ -60,6 +60,51 @@ async def connected_page(sim: Simulator, tmp_path: Path, wa_options: dict[str, A
     return page
 
 
+def test_bridge_attached_through_the_context_hook_runs_before_the_page_scripts(
+        tmp_path: Path, wa_options: dict[str, Any]) -> None:
+    """The service hands ``attach_context`` to WhatsAppPage.on_context: the bridge is an init
+    script of the first document, not evaluated into a page that already runs (no message lost
+    in the first moments after a launch)."""
+    async def scenario(sim: Simulator) -> None:
+        early = MessageBridge(lambda kind, data: None, find_wajs())
+        page = WhatsAppPage(tmp_path / "p1", sim.url, **wa_options)
+        page.on_context = early.attach_context
+        await page.start()
+        try:
+            status = await eventually_status(early, page)
+            assert status["early"] is True and status["hooked"] is True
+        finally:
+            await page.close()
+        late = MessageBridge(lambda kind, data: None, find_wajs())
+        page = WhatsAppPage(tmp_path / "p2", sim.url, **wa_options)
+        await page.start()
+        try:
+            await late.attach(page.page)
+            status = await eventually_status(late, page)
+            assert status["early"] is False
+        finally:
+            await page.close()
+
+    with Simulator(free_port(), tmp_path / "sim", **FAST) as sim:
+        run(scenario(sim))
+
+
+async def eventually_status(bridge: MessageBridge, page: WhatsAppPage) -> dict[str, Any]:
+    found: list[dict[str, Any]] = []
+
+    async def probe() -> bool:
+        status = await bridge.status(page.page)
+        if status and status.get("hooked"):
+            found.append(status)
+            return True
+        return False
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and not await probe():
+        await asyncio.sleep(0.1)
+    assert found, "the bridge never hooked"
+    return found[0]
+
+
 def test_recipients() -> None:
     assert normalize_recipient("+1 (555) 123-4567") == "15551234567@c.us"
     assert normalize_recipient("15551234567@c.us") == "15551234567@c.us"

@@ -5,6 +5,8 @@
 (() => {
   if (window.__linda) return;
   const BINDING = '__lindaEmit';
+  // True when this runs as an init script, before any of the page's own scripts exist.
+  const early = !document.querySelector('script');
   let hooked = null;
   let lastEventAt = Date.now();
   let readyAt = null;
@@ -112,7 +114,7 @@
       return {api: w ? (w.__simulated ? 'wa-js (simulator)' : 'wa-js') : null,
               version: w ? String(w.version || '') : null, ready: !!(w && w.isReady),
               hooked: hooked !== null, connected: mainReady(), dom_connected: domConnected(),
-              ready_at: readyAt};
+              ready_at: readyAt, early};
     },
     // What arrived while we were away: unread messages per chat, newer than what Python has seen.
     async replay(opts) {
