@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from linda_desktop.base.errors import LindaError
-from linda_desktop.base.settings import Settings
 from linda_desktop.base.paths import AppPaths
+from linda_desktop.base.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -185,5 +186,5 @@ class BotApi:
         for listener in listeners:
             try:
                 listener()
-            except Exception:  # noqa: BLE001 - a listener must not break the switch
+            except Exception:
                 log.exception("bot API listener failed")

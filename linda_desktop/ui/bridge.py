@@ -14,14 +14,14 @@ import inspect
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
-from linda_desktop.ui import qt_compat  # noqa: F401 - must load before any emit
 from PySide6.QtCore import QCoreApplication, QEventLoop, QObject, Signal, Slot
 
-from linda_desktop.base.events import (BackupMade, Command, Event, Notice, PairingCode, QrCode, Restored,
-                                       StateChanged)
+from linda_desktop.base.events import BackupMade, Command, Event, Notice, PairingCode, QrCode, Restored, StateChanged
+from linda_desktop.ui import qt_compat  # noqa: F401 - must load before any emit
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ class ServiceBridge(QObject):
             else:
                 loop.call_soon(self.started.emit)
                 loop.run_until_complete(service.run())
-        except BaseException as exc:  # noqa: BLE001 - the thread must always report its end
+        except BaseException as exc:
             failure = describe_error(exc)
             log.exception("the service stopped with an error")
         finally:
@@ -163,7 +163,7 @@ class ServiceBridge(QObject):
         if service is not None and self.running:
             try:
                 service.request_stop()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("request_stop failed")
 
     # ---- events (service thread → GUI thread) ----------------------------------------------
@@ -273,7 +273,7 @@ class ServiceBridge(QObject):
         self._pending[name] = self._pending.get(name, 0) + 1
         self.busyChanged.emit()
 
-        def done(fut: "asyncio.Future[Any]") -> None:  # runs on the service thread
+        def done(fut: asyncio.Future[Any]) -> None:  # runs on the service thread
             if fut.cancelled():
                 self._commandEnded.emit(name, False, "The command was cancelled.")
             elif fut.exception() is not None:

@@ -13,18 +13,34 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Callable, Mapping
 
-from linda_desktop.ui import qt_compat  # noqa: F401 - must load before any emit
 from PySide6.QtCore import QObject, Qt, Signal, Slot
-from PySide6.QtWidgets import (QApplication, QDialog, QHBoxLayout, QLabel, QProgressBar, QPushButton,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QApplication,
+    QDialog,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from linda_desktop import APP_NAME
-from linda_desktop.browser.install import (BrowserInstallError, ChromiumInstall, InstallCancelled, InstallDiskFull,
-                                           InstallOffline, InstallProgress, describe, installed_chromium)
 from linda_desktop.base.paths import AppPaths
+from linda_desktop.browser.install import (
+    BrowserInstallError,
+    ChromiumInstall,
+    InstallCancelled,
+    InstallDiskFull,
+    InstallOffline,
+    InstallProgress,
+    describe,
+    installed_chromium,
+)
+from linda_desktop.ui import qt_compat  # noqa: F401 - must load before any emit
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +213,7 @@ class BrowserSetupDialog(QDialog):
                 self._worker.join(10)
         super().reject()
 
-    def showEvent(self, event) -> None:  # noqa: N802 - Qt override
+    def showEvent(self, event) -> None:
         super().showEvent(event)
         if self.job is None:
             self.start()

@@ -9,19 +9,19 @@ clipboard for support.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping, Union
+from typing import Any
 
-from linda_desktop.ui import qt_compat  # noqa: F401 - must load before any emit
-from PySide6.QtCore import QUrl, Qt, Signal
+from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QFontDatabase, QGuiApplication
-from PySide6.QtWidgets import (QDialog, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit,
-                               QPushButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import QDialog, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget
 
 from linda_desktop import APP_NAME
+from linda_desktop.ui import qt_compat  # noqa: F401 - must load before any emit
 
-Report = Union[str, Mapping[str, Any]]
-ReportSource = Union[Report, Callable[[], Report]]
+Report = str | Mapping[str, Any]
+ReportSource = Report | Callable[[], Report]
 
 
 def format_report(report: Report) -> str:

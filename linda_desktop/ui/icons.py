@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from PySide6.QtCore import Qt
@@ -52,7 +52,7 @@ def _load(stem: str) -> QIcon:
     return icon
 
 
-@lru_cache(maxsize=None)
+@cache
 def app_icon() -> QIcon:
     return _load("app")
 
@@ -82,7 +82,7 @@ def panel_is_dark() -> bool:
     return QGuiApplication.palette().color(QPalette.ColorRole.Window).lightness() < 128
 
 
-@lru_cache(maxsize=None)
+@cache
 def _tray_icon(key: str, variant: str) -> QIcon:
     icon = _load(f"tray-{key}-{variant}")
     if variant == "template":

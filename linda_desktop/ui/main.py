@@ -5,15 +5,16 @@ from __future__ import annotations
 import logging
 import signal
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from linda_desktop.ui import qt_compat  # noqa: F401 - must load before any emit
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtWidgets import QApplication
 
 from linda_desktop import APP_ID, APP_NAME, __version__
 from linda_desktop.base.events import SessionState
 from linda_desktop.base.paths import AppPaths
+from linda_desktop.ui import qt_compat  # noqa: F401 - must load before any emit
 from linda_desktop.ui.bot_api import BotApi
 from linda_desktop.ui.bridge import ServiceBridge, ServiceFactory
 from linda_desktop.ui.diagnostics import ReportSource
@@ -45,7 +46,7 @@ class TrayApp(QObject):
     _showRequested = Signal()
 
     def __init__(self, service_factory: ServiceFactory, *, paths: AppPaths, background: bool,
-                 autostart: Autostart | None | str = "default", diagnostics: ReportSource | None = None,
+                 autostart: Autostart | str | None = "default", diagnostics: ReportSource | None = None,
                  confirm: ConfirmFn | None = None, tray_available: bool | None = None,
                  wa_url: str | None = None, browser: str | None = None,
                  bot_api: BotApi | None = None) -> None:
@@ -137,7 +138,7 @@ class _quit_on_signals:
         self._timer.timeout.connect(lambda: None)
         self._old: dict[int, object] = {}
 
-    def __enter__(self) -> "_quit_on_signals":
+    def __enter__(self) -> _quit_on_signals:
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
                 self._old[sig] = signal.signal(sig, lambda *_: QTimer.singleShot(0, self._quit))

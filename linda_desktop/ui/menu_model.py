@@ -7,9 +7,10 @@ same items as buttons, so both always offer the same actions.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Iterable, NamedTuple, Sequence
+from typing import NamedTuple
 
 from linda_desktop.base.events import LinkStep, SessionState, StateChanged, StateCode
 
@@ -133,11 +134,11 @@ class MenuItem:
     enabled: bool = True
     checkable: bool = False
     checked: bool = False
-    children: tuple["MenuItem", ...] = field(default_factory=tuple)
+    children: tuple[MenuItem, ...] = field(default_factory=tuple)
     separator: bool = False
 
     @classmethod
-    def sep(cls, n: int) -> "MenuItem":
+    def sep(cls, n: int) -> MenuItem:
         return cls(id=f"sep{n}", enabled=False, separator=True)
 
 

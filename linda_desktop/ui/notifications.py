@@ -7,13 +7,13 @@ callable decides *where* (the tray balloon, or the StatusWindow's banner when th
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
-from linda_desktop.ui import qt_compat  # noqa: F401 - must load before any emit
 from PySide6.QtCore import QObject, Slot
 
 from linda_desktop.base.events import NoticeKind, SessionState, StateChanged, StateCode
+from linda_desktop.ui import qt_compat  # noqa: F401 - must load before any emit
 from linda_desktop.ui.menu_model import NEEDS_OWNER, humanize_reason
 
 INFO, WARNING, CRITICAL = "info", "warning", "critical"

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import time
 
-from linda_desktop.ui import qt_compat  # noqa: F401 - must load before any emit
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QFont, QFontDatabase, QKeyEvent, QPalette
-from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QLineEdit, QPushButton, QStackedWidget,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QLineEdit, QPushButton, QStackedWidget, QVBoxLayout, QWidget
 
 from linda_desktop import APP_NAME
 from linda_desktop.base.events import LinkStep, SessionState, StateChanged, StateCode
+from linda_desktop.ui import qt_compat  # noqa: F401 - must load before any emit
 from linda_desktop.ui.icons import app_icon
 from linda_desktop.ui.menu_model import NO_QR_CODES, humanize_reason, link_stage, state_words
 from linda_desktop.ui.phone import PhoneNumberError, format_pairing_code, format_phone, normalize_phone
@@ -789,22 +788,22 @@ class QrWindow(QWidget):
         self.expired_box.setGeometry(self.qr_view.rect())
         self.expired_box.raise_()
 
-    def resizeEvent(self, event) -> None:  # noqa: N802
+    def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
         self._place_expired_box()
 
-    def showEvent(self, event) -> None:  # noqa: N802
+    def showEvent(self, event) -> None:
         super().showEvent(event)
         self._place_expired_box()
         if self._state in (SessionState.NEEDS_LINK, SessionState.LOGGED_OUT):
             self._shown_for_linking = True
 
-    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
+    def keyPressEvent(self, event: QKeyEvent) -> None:
         if event.key() == Qt.Key.Key_Escape:
             self.hide()
             return
         super().keyPressEvent(event)
 
-    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+    def closeEvent(self, event: QCloseEvent) -> None:
         event.ignore()  # closing only hides: the app keeps running in the tray
         self.hide()

@@ -7,17 +7,26 @@ has no system tray (e.g. GNOME without the AppIndicator extension). It renders t
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
-from linda_desktop.ui import qt_compat  # noqa: F401 - must load before any emit
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QCloseEvent, QFont, QPalette
-from PySide6.QtWidgets import (QCheckBox, QFrame, QGridLayout, QHBoxLayout, QLabel, QMenu,
-                               QPushButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QFrame,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QMenu,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from linda_desktop import APP_NAME
 from linda_desktop.base.events import SessionState
 from linda_desktop.ui import menu_model as mm
+from linda_desktop.ui import qt_compat  # noqa: F401 - must load before any emit
 from linda_desktop.ui.icons import app_icon, tray_icon
 
 _LEVEL_STYLE = {
@@ -196,7 +205,7 @@ class StatusWindow(QWidget):
         self.raise_()
         self.activateWindow()
 
-    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+    def closeEvent(self, event: QCloseEvent) -> None:
         event.ignore()
         if self.minimize_on_close:  # no tray: keep running, stay reachable from the taskbar
             self.showMinimized()

@@ -12,10 +12,10 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
-from linda_desktop.ui import qt_compat  # noqa: F401 - must load before any emit
 from PySide6.QtCore import QObject, QPoint, QUrl, Signal, Slot
 from PySide6.QtGui import QAction, QDesktopServices, QGuiApplication, QIcon, QPalette
 from PySide6.QtWidgets import QMenu, QMessageBox, QSystemTrayIcon, QWidget
@@ -26,6 +26,7 @@ from linda_desktop.base.events import Command, SessionState, StateChanged
 from linda_desktop.base.paths import AppPaths
 from linda_desktop.ui import bridge as cmd
 from linda_desktop.ui import menu_model as mm
+from linda_desktop.ui import qt_compat  # noqa: F401 - must load before any emit
 from linda_desktop.ui.about import AboutDialog
 from linda_desktop.ui.bot_api import BotApi
 from linda_desktop.ui.bridge import ServiceBridge
@@ -127,7 +128,7 @@ class TrayController(QObject):
     _tokenLoaded = Signal(str, str)   # token, error (one of them empty); never log the token
 
     def __init__(self, bridge: ServiceBridge, *, paths: AppPaths, qr_window: QrWindow | None = None,
-                 status_window: StatusWindow | None = None, autostart: Autostart | None | str = "default",
+                 status_window: StatusWindow | None = None, autostart: Autostart | str | None = "default",
                  diagnostics: ReportSource | None = None, confirm: ConfirmFn | None = None,
                  tray_available: bool | None = None, auto_show_link_window: bool = True,
                  bot_api: BotApi | None = None, parent: QObject | None = None) -> None:
@@ -391,7 +392,7 @@ class TrayController(QObject):
             return False
         try:
             return bool(self.autostart.is_enabled())
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("could not read the start-at-login setting")
             return False
 

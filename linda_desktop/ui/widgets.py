@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import segno
-from linda_desktop.ui import qt_compat  # noqa: F401 - must load before any emit
 from PySide6.QtCore import QRect, QRectF, QSize, Qt, QTimer
 from PySide6.QtGui import QColor, QImage, QPainter, QPaintEvent, QPen
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSizePolicy, QWidget
+
+from linda_desktop.ui import qt_compat  # noqa: F401 - must load before any emit
 
 QUIET_ZONE = 4  # modules of white around the code (the QR standard asks for 4)
 ACCENT = "#16a372"  # the app's green (step numbers, spinner, primary buttons)
@@ -100,11 +101,11 @@ class Spinner(QWidget):
         self._angle = (self._angle + 12) % 360
         self.update()
 
-    def showEvent(self, event) -> None:  # noqa: N802 - Qt override
+    def showEvent(self, event) -> None:
         self._timer.start()
         super().showEvent(event)
 
-    def hideEvent(self, event) -> None:  # noqa: N802
+    def hideEvent(self, event) -> None:
         self._timer.stop()
         super().hideEvent(event)
 

@@ -36,8 +36,7 @@ sys.path.insert(0, str(REPO))
 
 from linda_desktop.system.processes import main_browser_pid  # noqa: E402
 from tests.e2e.harness import AppProcess, write_settings  # noqa: E402
-from tests.e2e.test_passkey_link import (OwnerHands, cdp_browser_wrapper, on_screen, state,  # noqa: E402
-                                         visible_browser_windows)
+from tests.e2e.test_passkey_link import OwnerHands, cdp_browser_wrapper, on_screen, state, visible_browser_windows  # noqa: E402
 from tests.whatsapp_sim.control import Simulator  # noqa: E402
 
 

@@ -24,8 +24,9 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -74,7 +75,7 @@ class OwnerHands:
         self.cdp: Any = None
         self.authenticator: str | None = None
 
-    def __enter__(self) -> "OwnerHands":
+    def __enter__(self) -> OwnerHands:
         from playwright.sync_api import sync_playwright
 
         port_file = self.profile / "DevToolsActivePort"

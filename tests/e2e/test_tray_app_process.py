@@ -16,8 +16,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -28,8 +29,8 @@ from linda_desktop.ui.icons import ICON_KEYS, icons_dir
 from tests.e2e.harness import CHROMIUM, REPO, cli, write_settings
 from tests.integration.conftest import kill_browsers_under
 from tests.screenshots.shoot import APP_CLASS, SCREEN, TOOLS, Desktop, stop
-from tests.whatsapp_sim.control import Simulator
 from tests.sim_fixtures import ACCOUNT, steady_sim  # noqa: F401  (the `sim` fixture)
+from tests.whatsapp_sim.control import Simulator
 
 pytestmark = [pytest.mark.browser, pytest.mark.xvfb, pytest.mark.timeout(150),
               pytest.mark.skipif(any(shutil.which(t) is None for t in TOOLS),
@@ -283,7 +284,7 @@ def test_tray_app_finishes_a_passkey_link_in_the_browser_window_that_showed_the_
                     hands.add_passkey()
                     sim.link()  # the phone scans the code in the QR window
                     until("the passkey step", lambda: log.find(r"state needs_link \(passkey"), 20, proc=app)
-                    window = until("the WhatsApp window on screen", lambda: chromium_windows_on_screen(desk), 15)
+                    until("the WhatsApp window on screen", lambda: chromium_windows_on_screen(desk), 15)
                     assert desk.windows(name=QR_TITLE), "the QR window must stay to explain the step"
                     assert main_browser_pid(paths.profile) == pid
                     hands.click("shortcake_passkey_continue_button")

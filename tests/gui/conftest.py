@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -115,7 +116,7 @@ def probe_factory():
         def __init__(self) -> None:
             self.kwargs: dict[str, Any] = {}
 
-        def configure(self, **kwargs: Any) -> "Factory":
+        def configure(self, **kwargs: Any) -> Factory:
             self.kwargs = kwargs
             return self
 

@@ -11,7 +11,8 @@ asks the desktop to open.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import segno
 from PySide6.QtCore import QObject, QUrl, Slot
@@ -20,8 +21,8 @@ from PySide6.QtWidgets import QMenu
 
 from linda_desktop.app import build_service
 from linda_desktop.base.events import Event
-from linda_desktop.service.session_service import SessionService
 from linda_desktop.base.paths import AppPaths
+from linda_desktop.service.session_service import SessionService
 
 CHROMIUM = os.environ.get("LINDA_BROWSER", "/usr/bin/chromium")
 

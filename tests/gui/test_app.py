@@ -18,7 +18,7 @@ def run_with(qapp, app: TrayApp, steps: list[tuple[int, callable]], budget_ms: i
     """exec() the app; ``steps`` run at their times (ms); a safety timer quits after budget.
     Timers are stopped afterwards: a late exit() would end the next test's event loops."""
     timers = []
-    for at, step in steps + [(budget_ms, lambda: qapp.exit(99))]:
+    for at, step in [*steps, (budget_ms, lambda: qapp.exit(99))]:
         timer = QTimer()
         timer.setSingleShot(True)
         timer.timeout.connect(step)

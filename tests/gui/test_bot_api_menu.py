@@ -20,8 +20,8 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 
 from linda_desktop.api.token import load_token
 from linda_desktop.base.events import SessionState
-from linda_desktop.base.settings import Settings
 from linda_desktop.base.paths import AppPaths
+from linda_desktop.base.settings import Settings
 from linda_desktop.ui import menu_model as mm
 from linda_desktop.ui.bot_api import BotApi
 from linda_desktop.ui.bridge import ServiceBridge
@@ -30,8 +30,8 @@ from linda_desktop.ui.tray import TrayController
 from tests.e2e.harness import write_settings
 from tests.gui.real_service import RealServiceFactory, Recorder, UrlCatcher, open_menu
 from tests.integration.conftest import kill_browsers_under
-from tests.whatsapp_sim.control import free_port
 from tests.sim_fixtures import ACCOUNT, steady_sim  # noqa: F401  (the `sim` fixture)
+from tests.whatsapp_sim.control import free_port
 
 SECOND = 1000  # qtbot timeouts are in ms
 URL = "http://127.0.0.1:8723"

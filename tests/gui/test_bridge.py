@@ -8,8 +8,17 @@ import time
 import pytest
 from PySide6.QtCore import QTimer
 
-from linda_desktop.base.events import (BackupMade, Command, Notice, NoticeKind, PairingCode, QrCode, Restored,
-                                       SessionState, StateChanged)
+from linda_desktop.base.events import (
+    BackupMade,
+    Command,
+    Notice,
+    NoticeKind,
+    PairingCode,
+    QrCode,
+    Restored,
+    SessionState,
+    StateChanged,
+)
 from linda_desktop.ui import bridge as cmd
 from linda_desktop.ui.bridge import ServiceBridge
 

@@ -58,9 +58,8 @@ def test_offline_says_so_in_plain_words_and_retry_works_once_back_online(qtbot, 
     assert dialog.isVisible() and dialog.bar.value() == 0
     dialog.grab().save(str(tmp_path / "offline.png"))
 
-    with PlaywrightMirror(port=port):
-        with qtbot.waitSignal(dialog.accepted, timeout=60_000):
-            qtbot.mouseClick(dialog.retry_button, Qt.MouseButton.LeftButton)
+    with PlaywrightMirror(port=port), qtbot.waitSignal(dialog.accepted, timeout=60_000):
+        qtbot.mouseClick(dialog.retry_button, Qt.MouseButton.LeftButton)
     assert dialog.executable and installed_chromium(tmp_path / "browsers") is not None
     assert subprocess.run([dialog.executable, "--version"], capture_output=True, text=True,
                           timeout=30).stdout.startswith("Chromium")

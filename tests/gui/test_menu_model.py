@@ -6,9 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from linda_desktop.base.events import SessionState
+from linda_desktop.base.events import LinkStep, SessionState, StateChanged, StateCode
 from linda_desktop.ui import menu_model as mm
-from linda_desktop.base.events import LinkStep, StateChanged, StateCode
 from linda_desktop.ui.menu_model import BackupEntry, TrayView, build_menu, find_item, state_words
 
 NOW = datetime(2026, 3, 12, 15, 30, tzinfo=timezone.utc).astimezone()
@@ -96,7 +95,7 @@ def test_backups_submenu_newest_first_with_last_known_good_marked():
 
 
 def test_only_the_newest_known_good_is_marked():
-    backups = BACKUPS + (BackupEntry("b-older-good", NOW - timedelta(days=5), True),)
+    backups = (*BACKUPS, BackupEntry("b-older-good", NOW - timedelta(days=5), True))
     children = item(build_menu(TrayView(state=SessionState.CONNECTED, backups=backups), NOW),
                     mm.RESTORE).children
     marked = [c.id for c in children if "(last known good)" in c.label]

@@ -34,7 +34,7 @@ def test_same_message_waits_for_the_interval(qtbot):
 
 
 def test_states_that_need_the_owner(qtbot):
-    notifier, shown, clock = make()
+    notifier, shown, _clock = make()
     notifier.on_state(StateChanged(SessionState.STARTING))
     notifier.on_state(StateChanged(SessionState.NEEDS_LINK))
     notifier.on_state(StateChanged(SessionState.NEEDS_LINK))  # a new QR, same state: quiet
@@ -53,7 +53,7 @@ def test_states_that_need_the_owner(qtbot):
 
 
 def test_error_reasons_with_a_known_kind(qtbot):
-    notifier, shown, clock = make()
+    notifier, shown, _clock = make()
     notifier.on_state(StateChanged(SessionState.ERROR, reason="browser_missing"))
     assert shown[-1][0] == "No browser found" and "Chromium" in shown[-1][1]
     notifier.on_state(StateChanged(SessionState.ERROR, reason="WhatsApp Web did not finish loading"))
@@ -61,7 +61,7 @@ def test_error_reasons_with_a_known_kind(qtbot):
 
 
 def test_notices(qtbot):
-    notifier, shown, clock = make()
+    notifier, shown, _clock = make()
     notifier.on_notice("backup_unusable", "Backup x cannot be used")  # informational: log only
     notifier.on_notice("backup_failed", "Backup failed: disk full")
     notifier.on_notice("backup_failed", "Backup failed: disk still full")  # same kind, reworded
@@ -71,7 +71,7 @@ def test_notices(qtbot):
 
 
 def test_disabled_records_but_shows_nothing(qtbot):
-    notifier, shown, clock = make()
+    notifier, shown, _clock = make()
     notifier.enabled = False
     notifier.on_notice("backup_failed", "Backup failed: disk full")
     assert shown == [] and notifier.sent[-1].title == "Backup failed"
@@ -88,7 +88,7 @@ def test_disabled_records_but_shows_nothing(qtbot):
     (SessionState.NEEDS_LINK, StateCode.FIRST_LINK, "WhatsApp needs linking"),
 ])
 def test_each_code_is_said_in_its_own_words(qtbot, state, code, title):
-    notifier, shown, clock = make()
+    notifier, shown, _clock = make()
     notifier.on_state(StateChanged(SessionState.STARTING))
     notifier.on_state(StateChanged(state, code=code))
     assert [t for t, _, _ in shown] == [title]
@@ -96,21 +96,21 @@ def test_each_code_is_said_in_its_own_words(qtbot, state, code, title):
 
 
 def test_a_pairing_code_and_a_passkey_stage_change_make_no_balloon(qtbot):
-    notifier, shown, clock = make()
+    notifier, shown, _clock = make()
     notifier.on_state(StateChanged(SessionState.NEEDS_LINK, code=StateCode.FIRST_LINK))
     notifier.on_state(StateChanged(SessionState.NEEDS_LINK, code=StateCode.PAIRING_CODE))
     assert [t for t, _, _ in shown] == ["WhatsApp needs linking"]  # the window shows the code
 
 
 def test_a_passkey_that_expires_then_comes_back_is_said_again(qtbot):
-    notifier, shown, clock = make()
+    notifier, shown, _clock = make()
     notifier.on_state(StateChanged(SessionState.NEEDS_LINK, code=StateCode.PASSKEY, step="passkey"))
     notifier.on_state(StateChanged(SessionState.NEEDS_LINK, code=StateCode.LINK_EXPIRED))
     assert [t for t, _, _ in shown] == ["Finish linking in the WhatsApp window", "Scan a new code"]
 
 
 def test_notice_kinds_of_the_vocabulary(qtbot):
-    notifier, shown, clock = make()
+    notifier, shown, _clock = make()
     notifier.on_notice(NoticeKind.STORAGE_FULL.value, "")
     notifier.on_notice(NoticeKind.OTHER_KEY_BACKUPS.value, "3 backups were made with another key; they are kept")
     assert [t for t, _, _ in shown] == ["The disk is full", "Some backups use another key"]

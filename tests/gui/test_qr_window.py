@@ -13,8 +13,8 @@ from PySide6.QtWidgets import QLabel
 
 from linda_desktop.base.events import LinkStep, SessionState, StateChanged, StateCode
 from linda_desktop.ui import qr_window as qw
-from tests.screenshots.preview import sample_payload
 from linda_desktop.ui.qr_window import QrWindow
+from tests.screenshots.preview import sample_payload
 
 PAYLOAD = sample_payload(1)
 OTHER = sample_payload(2)
@@ -290,7 +290,8 @@ def test_an_expired_pairing_code_offers_a_new_one(qtbot, window):
         qtbot.mouseClick(window.new_pairing_button, Qt.MouseButton.LeftButton)
     assert asked.args == ["4915123456789"]
     window.set_pairing_code("WXYZ-1234")
-    assert window.pairing_heading.text() == "Enter this code on your phone" and not window.new_pairing_button.isVisible()
+    assert window.pairing_heading.text() == "Enter this code on your phone"
+    assert not window.new_pairing_button.isVisible()
 
 
 def test_a_pairing_code_expires_after_its_lifetime_even_without_an_event(qtbot, window):

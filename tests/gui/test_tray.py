@@ -13,16 +13,25 @@ from pathlib import Path
 import pytest
 from PySide6.QtGui import QDesktopServices, QGuiApplication
 
-from linda_desktop.base.events import (BackupMade, LinkStep, Notice, PairingCode, QrCode, Restored, SessionState,
-                                       StateChanged, StateCode)
+from linda_desktop.base.events import (
+    BackupMade,
+    LinkStep,
+    Notice,
+    PairingCode,
+    QrCode,
+    Restored,
+    SessionState,
+    StateChanged,
+    StateCode,
+)
 from linda_desktop.system.autostart import XdgAutostart
 from linda_desktop.ui import menu_model as mm
 from linda_desktop.ui import qr_window as qw
 from linda_desktop.ui.bridge import ServiceBridge
 from linda_desktop.ui.icons import tray_icon
-from tests.screenshots.preview import sample_payload
 from linda_desktop.ui.tray import TrayController
 from tests.gui.real_service import UrlCatcher, open_menu
+from tests.screenshots.preview import sample_payload
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -94,13 +103,13 @@ def emit(qtbot, controller, service, event, signal=None):
 
 
 def test_menu_follows_the_session_state(qtbot, setup):
-    controller, bridge, service = setup()
+    controller, _bridge, service = setup()
     emit(qtbot, controller, service, StateChanged(SessionState.CONNECTED, account="+31 6 1234 5678"))
     actions = open_menu(qtbot, controller)
     assert actions[mm.STATUS].text() == "Connected · +31 6 1234 5678"
     assert actions[mm.BACKUP_NOW].isEnabled() and actions[mm.RESTORE].isEnabled()
     assert actions["restore:b-good"].text().endswith("(last known good)")
-    restore_items = [a for a in controller.menu.actions() if a.objectName() == mm.RESTORE][0].menu().actions()
+    restore_items = next(a for a in controller.menu.actions() if a.objectName() == mm.RESTORE).menu().actions()
     assert [a.objectName() for a in restore_items] == ["restore:b-new", "restore:b-good", "restore:b-old"]
     assert actions[mm.LAST_BACKUP].text().startswith("Last backup: ")
 
@@ -116,7 +125,7 @@ def test_menu_follows_the_session_state(qtbot, setup):
 
 
 def test_tray_icon_and_tooltip_per_state(qtbot, setup):
-    controller, bridge, service = setup(tray=True)
+    controller, _bridge, service = setup(tray=True)
     assert controller.tray is not None
     for state, words in [(SessionState.CONNECTED, "Connected"), (SessionState.NEEDS_LINK, "Needs linking"),
                          (SessionState.OFFLINE, "Offline"), (SessionState.ERROR, "Problem")]:
@@ -229,7 +238,7 @@ def test_no_tray_shows_the_status_window_with_the_same_actions(qtbot, setup):
     window = controller.status_window
     assert window.state_label.text() == "Connected · +31 6 1234 5678"
     menu_ids = {i.id for i in controller.items() if not i.separator and i.id not in (mm.STATUS, mm.LAST_BACKUP)}
-    assert set(window._widgets) == menu_ids  # noqa: SLF001 - the same actions, one widget each
+    assert set(window._widgets) == menu_ids
     restore_menu = window.widget(mm.RESTORE).menu()
     assert [a.objectName() for a in restore_menu.actions()] == ["restore:b-new", "restore:b-good", "restore:b-old"]
     window.widget(mm.BACKUP_NOW).click()
@@ -240,7 +249,7 @@ def test_no_tray_shows_the_status_window_with_the_same_actions(qtbot, setup):
 
 
 def test_start_at_login_toggles_the_real_autostart_entry(qtbot, setup, autostart):
-    controller, bridge, service = setup()
+    controller, _bridge, _service = setup()
     assert not autostart.path.exists()
     open_menu(qtbot, controller)[mm.AUTOSTART].trigger()
     assert autostart.path.exists() and autostart.is_enabled()
@@ -261,7 +270,7 @@ def test_autostart_missing_disables_the_item(qtbot, probe_factory, paths, answer
 
 
 def test_open_data_folder(qtbot, setup, paths):
-    controller, bridge, service = setup(start=False, backups=())
+    controller, _bridge, _service = setup(start=False, backups=())
     catcher = UrlCatcher()
     QDesktopServices.setUrlHandler("file", catcher, "open")
     try:
@@ -274,7 +283,7 @@ def test_open_data_folder(qtbot, setup, paths):
 
 def test_diagnostics_shows_the_report_and_copies_it(qtbot, setup, paths):
     report = lambda: "[OK  ] browser: /usr/bin/chromium\n[FAIL] keyring: locked"  # noqa: E731
-    controller, bridge, service = setup(diagnostics=report)
+    controller, _bridge, service = setup(diagnostics=report)
     emit(qtbot, controller, service, StateChanged(SessionState.CONNECTED))
     dialog = controller.show_diagnostics()
     qtbot.addWidget(dialog)
@@ -287,7 +296,7 @@ def test_diagnostics_shows_the_report_and_copies_it(qtbot, setup, paths):
 
 
 def test_click_on_the_icon_opens_the_right_window(qtbot, setup):
-    controller, bridge, service = setup()
+    controller, _bridge, service = setup()
     emit(qtbot, controller, service, StateChanged(SessionState.CONNECTED))
     controller.open_window()
     assert controller.status_window.isVisible() and not controller.qr_window.isVisible()

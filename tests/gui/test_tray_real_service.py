@@ -26,8 +26,8 @@ from linda_desktop.ui.tray import TrayController
 from tests.e2e.harness import write_settings
 from tests.gui.real_service import RealServiceFactory, Recorder, open_menu, read_qr_modules, segno_modules
 from tests.integration.conftest import kill_browsers_under
-from tests.whatsapp_sim.control import Simulator
 from tests.sim_fixtures import ACCOUNT, steady_sim  # noqa: F401  (the `sim` fixture)
+from tests.whatsapp_sim.control import Simulator
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(150)]
 
@@ -102,7 +102,7 @@ def wait_connected(qtbot, controller: TrayController) -> None:
 
 def test_link_back_up_restore_relink_and_quit_with_the_real_service(qtbot, tray, sim, paths, caplog):
     caplog.set_level(logging.INFO)
-    controller, bridge, factory, answers = tray
+    controller, bridge, _factory, answers = tray
     qr, states, backups, restored, done, failed = (Recorder() for _ in range(6))
     bridge.qrChanged.connect(qr.add)
     bridge.stateChanged.connect(lambda e: states.add(e.state))
@@ -186,7 +186,7 @@ def test_link_with_phone_number_instead_through_the_real_service(qtbot, tray, si
     """"Link with phone number instead": the number goes bridge → SessionService.request_pairing_code
     → the page; the code the page shows is the one painted large; the phone types it: connected.
     A number the page refuses is said next to the field first."""
-    controller, bridge, factory, answers = tray
+    controller, bridge, _factory, _answers = tray
     qr = Recorder()
     bridge.qrChanged.connect(qr.add)
     bridge.start()

@@ -32,8 +32,7 @@ from typing import Any
 
 from PySide6.QtCore import QPoint, QTimer
 
-from linda_desktop.base.events import (BackupMade, Event, PairingCode, QrCode, SessionState, StateChanged,
-                                       StateCode)
+from linda_desktop.base.events import BackupMade, Event, PairingCode, QrCode, SessionState, StateChanged, StateCode
 from linda_desktop.base.paths import resolve_paths
 
 LINK_SCENES = ("qr", "expired", "passkey", "passkey-wait", "passkey-code", "link-expired", "phone", "pairing-code",
@@ -119,17 +118,18 @@ def scene_events(scene: str) -> list[Event]:
     if scene == "qr":
         return link
     if scene == "expired":
-        return link + [QrCode(sample_payload(), idle=True)]
+        return [*link, QrCode(sample_payload(), idle=True)]
     stages = {"passkey": {"stage": "prompt"}, "passkey-wait": {"stage": "waiting_for_phone"},
               "passkey-code": {"stage": "code_matching", "code": "5HJX-8QRT"}}
     if scene in stages:
-        return link + [StateChanged(SessionState.NEEDS_LINK, code=StateCode.PASSKEY, step="passkey",
+        return [*link, StateChanged(SessionState.NEEDS_LINK, code=StateCode.PASSKEY, step="passkey",
                                     details=stages[scene])]
     if scene == "link-expired":
-        return link + [StateChanged(SessionState.NEEDS_LINK, code=StateCode.PASSKEY, step="passkey",
-                                    details={"stage": "prompt"}),
-                       StateChanged(SessionState.NEEDS_LINK, code=StateCode.LINK_EXPIRED),
-                       QrCode(sample_payload(21))]
+        return [*link,
+                StateChanged(SessionState.NEEDS_LINK, code=StateCode.PASSKEY, step="passkey",
+                             details={"stage": "prompt"}),
+                StateChanged(SessionState.NEEDS_LINK, code=StateCode.LINK_EXPIRED),
+                QrCode(sample_payload(21))]
     if scene in ("phone", "pairing-code"):
         return link
     if scene == "restoring":

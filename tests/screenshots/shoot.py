@@ -21,9 +21,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -42,14 +42,14 @@ class Desktop:
         self.procs: list[subprocess.Popen] = []
         self.display = ""
 
-    def __enter__(self) -> "Desktop":
+    def __enter__(self) -> Desktop:
         try:
             return self._start_all()
         except BaseException:
             self.__exit__()
             raise
 
-    def _start_all(self) -> "Desktop":
+    def _start_all(self) -> Desktop:
         read_fd, write_fd = os.pipe()
         xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(write_fd), "-screen", "0",
                                  f"{self.size[0]}x{self.size[1]}x24", "-nolisten", "tcp"],
@@ -114,7 +114,8 @@ class Desktop:
         """The app's icon inside tint2's tray (an embedded window of our WM_CLASS)."""
         tree = self.run("xwininfo", "-root", "-tree")
         for line in tree.splitlines():
-            m = re.search(r'\("[^"]*" "' + re.escape(APP_CLASS) + r'"\)\s+(\d+)x(\d+)\+-?\d+\+-?\d+\s+\+(-?\d+)\+(-?\d+)', line)
+            m = re.search(r'\("[^"]*" "' + re.escape(APP_CLASS)
+                          + r'"\)\s+(\d+)x(\d+)\+-?\d+\+-?\d+\s+\+(-?\d+)\+(-?\d+)', line)
             if m:
                 w, h, x, y = map(int, m.groups())
                 if w <= 64 and h <= 64 and y < 40:
@@ -128,7 +129,7 @@ class Desktop:
         if crop:
             x, y, w, h = _clip(crop, self.size)
             args += ["-crop", f"{w}x{h}+{x}+{y}", "+repage"]
-        subprocess.run(args + ["-strip", str(path)], check=True)
+        subprocess.run([*args, "-strip", str(path)], check=True)
         return path
 
 
@@ -167,12 +168,12 @@ def wait_for(what: str, probe, timeout: float = 30.0, interval: float = 0.2):
     raise SystemExit(f"timed out waiting for {what}")
 
 
-def window_types(desk: "Desktop") -> dict[str, str]:
+def window_types(desk: Desktop) -> dict[str, str]:
     return {wid: desk.run("xprop", "-id", wid, "_NET_WM_WINDOW_TYPE")
             for wid in desk.windows(**{"class": APP_CLASS})}
 
 
-def wait_for_balloons_to_go(desk: "Desktop", timeout: float = 15.0) -> None:
+def wait_for_balloons_to_go(desk: Desktop, timeout: float = 15.0) -> None:
     """Qt draws its own balloon for tray messages on X11 without a notification daemon."""
     def none_left() -> bool:
         return not any("TOOLTIP" in t or "NOTIFICATION" in t for t in window_types(desk).values())
@@ -198,7 +199,7 @@ def menu_shot(desk: Desktop, out: Path, submenu_out: Path | None = None) -> list
             if "POPUP_MENU" in kind or "DROPDOWN" in kind:
                 return desk.geometry(wid)
         return None
-    mx, my, mw, mh = wait_for("the tray menu", menu_box, timeout=10)
+    mx, my, _mw, mh = wait_for("the tray menu", menu_box, timeout=10)
     time.sleep(0.5)
     left = min(mx, x) - 60
     shots = [desk.screenshot(out, (left, 0, SCREEN[0] - left, my + mh + 40))]
