@@ -499,7 +499,7 @@ def test_conflict_is_taken_over_by_socket_takeover_and_the_german_click_counts_a
             await second.goto(simulator.url)
             await b.wait_state(second, "CONNECTED")
             await b.wait_state(first, "CONFLICT")
-            pages = simulator.wait_for_page(lambda p: p["conflict"])
+            pages = simulator.wait_for_page(lambda p: p["conflict"] and p["state"] == "CONFLICT")
             both = [p for p in simulator.pages() if p["live"] and p["device_id"] == device]
             assert len(both) == 2 and [p["conflict"] for p in both] == [True, False]
             assert pages["state"] == "CONFLICT" and pages["lang"] == "de"

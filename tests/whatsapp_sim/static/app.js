@@ -886,12 +886,12 @@
     return true;
   }
   async function resumeLinked() {   // UNLAUNCHED -> OPENING -> PAIRING -> CONNECTED
-    const part = Math.max(0, CFG.loading_seconds) / 3;
+    const part = Math.max(0, CFG.loading_seconds) / 4;   // UNLAUNCHED had the first quarter
     setState('OPENING', 'OPENING', 'SYNCING');
     await animateSplash(part, true);
     setState('PAIRING', 'PAIRING', 'SYNCING');
-    if (!await login()) return false;
     await animateSplash(part * 2, true);
+    if (!await login()) return false;   // the server's answer ends PAIRING
     connected();
     return true;
   }
@@ -1012,6 +1012,7 @@
     if (hello.block === 'DEPRECATED_VERSION') { renderDeprecated(); return; }
     if (hello.block) { renderBlocked(hello.block); return; }
     try { creds = await idbGet(); } catch (e) { creds = null; }
+    await sleep(Math.max(0, CFG.loading_seconds) * 250);   // UNLAUNCHED: the socket is not open yet
     if (creds && !localStorage.getItem(SALT_KEY)) { await logout('missing_enc_salt'); return; }
     if (creds) {
       await resumeLinked();
