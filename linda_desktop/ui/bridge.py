@@ -9,6 +9,7 @@ Commands go the other way with ``asyncio.run_coroutine_threadsafe``; their outco
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import inspect
 import logging
@@ -273,11 +274,11 @@ class ServiceBridge(QObject):
         self._pending[name] = self._pending.get(name, 0) + 1
         self.busyChanged.emit()
 
-        def done(fut: asyncio.Future[Any]) -> None:  # runs on the service thread
+        def done(fut: concurrent.futures.Future[Any]) -> None:  # runs on the service thread
+            exc = None if fut.cancelled() else fut.exception()
             if fut.cancelled():
                 self._commandEnded.emit(name, False, "The command was cancelled.")
-            elif fut.exception() is not None:
-                exc = fut.exception()
+            elif exc is not None:
                 log.warning("command %s failed: %s", name, describe_error(exc))
                 self._commandEnded.emit(name, False, describe_error(exc))
             else:

@@ -6,7 +6,7 @@ import logging
 import signal
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtWidgets import QApplication
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 def make_application(argv: list[str] | None = None) -> QApplication:
     """The QApplication (or the existing one), set up for a tray app."""
-    app = QApplication.instance() or QApplication(argv if argv is not None else sys.argv[:1])
+    app = cast(QApplication, QApplication.instance() or QApplication(argv if argv is not None else sys.argv[:1]))
     app.setApplicationName(APP_NAME)
     app.setApplicationDisplayName(APP_NAME)
     app.setApplicationVersion(__version__)
@@ -136,7 +136,7 @@ class _quit_on_signals:
         self._timer = QTimer()
         self._timer.setInterval(250)
         self._timer.timeout.connect(lambda: None)
-        self._old: dict[int, object] = {}
+        self._old: dict[int, Any] = {}  # what signal.signal gave back, to put it back
 
     def __enter__(self) -> _quit_on_signals:
         for sig in (signal.SIGINT, signal.SIGTERM):

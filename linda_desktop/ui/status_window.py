@@ -108,7 +108,7 @@ class StatusWindow(QWidget):
 
     # ---- rendering -----------------------------------------------------------------------------
 
-    def render(self, state: SessionState, items: Sequence[mm.MenuItem]) -> None:
+    def render_items(self, state: SessionState, items: Sequence[mm.MenuItem]) -> None:
         """Show ``items`` (from ``menu_model.build_menu``)."""
         self._items = list(items)
         self.state_icon.setPixmap(tray_icon(state, dark_panel=self._is_dark()).pixmap(QSize(48, 48)))

@@ -140,7 +140,7 @@ class TrayController(QObject):
         self._api_quiet_until = 0.0
         self.qr_window = qr_window or QrWindow()
         self.status_window = status_window or StatusWindow()
-        self.autostart = default_autostart(paths) if autostart == "default" else autostart
+        self.autostart: Autostart | None = default_autostart(paths) if isinstance(autostart, str) else autostart
         self._diagnostics = diagnostics
         self._confirm = confirm or message_box_confirm()
         self.auto_show_link_window = auto_show_link_window
@@ -222,7 +222,7 @@ class TrayController(QObject):
             self.tray.setToolTip(f"{APP_NAME} — {words}\n{mm.last_backup_label(self.view)}")
         if not self.menu.isVisible():
             populate_menu(self.menu, items, self.trigger, self._menu_icons())
-        self.status_window.render(self.view.state, items)
+        self.status_window.render_items(self.view.state, items)
         self.viewChanged.emit()
 
     def _update(self, **changes: Any) -> None:
@@ -252,7 +252,7 @@ class TrayController(QObject):
         if self.tray is not None and self.tray.isVisible() and QSystemTrayIcon.supportsMessages():
             icon = {INFO: QSystemTrayIcon.MessageIcon.Information,
                     WARNING: QSystemTrayIcon.MessageIcon.Warning,
-                    CRITICAL: QSystemTrayIcon.MessageIcon.Critical}.get(level)
+                    CRITICAL: QSystemTrayIcon.MessageIcon.Critical}.get(level, QSystemTrayIcon.MessageIcon.Information)
             self.tray.showMessage(title, body, icon, 8000)
         else:
             self.status_window.show_banner(title, body, level)
