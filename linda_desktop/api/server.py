@@ -167,6 +167,7 @@ class ApiServer:
         bot = getattr(self.service, "bot", None)
         if bot is not None:
             bot.marks = self.store.chat_marks
+            bot.api_status = self._status_for_service
         self._unsubscribe = self.service.subscribe(self._on_service_event)
         self.service.enable_messaging()
         sender = asyncio.ensure_future(self._queued_sender())
@@ -176,6 +177,8 @@ class ApiServer:
             await self._stop.wait()
         finally:
             sender.cancel()
+            if bot is not None:
+                bot.api_status = None
             if self._unsubscribe is not None:
                 self._unsubscribe()
             if self.webhooks is not None:
@@ -537,6 +540,13 @@ class ApiServer:
         except asyncio.TimeoutError:
             future.cancel()
             raise HttpError(504, "timeout", "the session did not answer in time") from None
+
+    def _status_for_service(self) -> dict[str, Any]:
+        """For `linda-desktop status` and Diagnostics (any thread)."""
+        store = self.store
+        return {"url": self.url, "webhook": self.webhook_status(),
+                "events": {"last_id": store.last_seq(), "messages": store.count("message")} if store else None,
+                "send_queue": store.outbox_stats(SEND_TARGET) if store else None}
 
     def webhook_status(self) -> dict[str, Any] | None:
         """The outbox as /v1/status and Diagnostics show it (None without a webhook)."""

@@ -62,6 +62,8 @@ class BotLink:
         self.bridge: Any = None            # browser.messaging.MessageBridge
         self.marks: Marks = dict
         self.healer: Healer | None = None  # set by whoever heals (default: reload, then restart)
+        # Set by the API server: its URL, the webhook outbox (pending, dead letters), the event log.
+        self.api_status: Callable[[], dict[str, Any]] | None = None
         self.last_frame = time.monotonic()
         self.ready = False
         self.connected_since: float | None = None
@@ -331,7 +333,13 @@ class BotLink:
     # ------------------------------------------------------------------ status
     def status(self) -> dict[str, Any]:
         wajs = getattr(self.bridge, "wajs", None)
-        return {"enabled": self.enabled, "bridge_ready": self.ready,
+        api: dict[str, Any] | None = None
+        if self.api_status is not None:
+            try:
+                api = self.api_status()
+            except Exception as exc:  # noqa: BLE001 - a status line, never a failure of `status`
+                api = {"error": f"{type(exc).__name__}: {exc}"}
+        return {"enabled": self.enabled, "api": api, "bridge_ready": self.ready,
                 "wajs": {"version": wajs.version, "source": wajs.source} if wajs is not None else None,
                 "quiet": self.quiet_ok, "replays": self.replays, "replayed": self.replayed,
                 "liveness_episodes": self.episodes[-5:],

@@ -894,6 +894,8 @@ class SessionService:
         data.update({"state": self.state.value, "reason": self.reason, "account": self.account,
                      "code": self.code.value if self.code else None,
                      "pid": os.getpid(), "browser_pid": self._page.browser_pid if self._page else None})
+        if self._bot_link is not None and self._bot_link.enabled:  # bot API: outbox, dead letters, bridge
+            data["bot_api"] = self._bot_link.status()
         return data
 
     def list_backups(self) -> list[dict[str, Any]]:

@@ -407,3 +407,37 @@ def test_close_stops_streams_and_unsubscribes(service: SessionService) -> None:
     assert service._api_listeners == ()
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", server.port)) != 0
+
+
+def test_last_event_id_replays_across_a_restart_and_dedups_by_message_id(service: SessionService) -> None:
+    """The SSE ids are the event store's sequence numbers: a bot that reconnects after the app
+    restarted gets what it missed; the same WhatsApp message id is stored once."""
+    first = ApiServer(service, port=0, token_loader=lambda: TOKEN).start()
+    assert first.wait_ready(10)
+    stream = Stream(first.port)
+    stream.events(1)
+    service._fan_out(message(1))
+    got = stream.events(2)
+    last_id = got[-1]["_id"]
+    stream.close()
+    service._fan_out(message(2))
+    service._fan_out(message(2))  # WhatsApp fired twice (a decrypted ciphertext, a replay)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and first.store.count("message") < 2:  # type: ignore[union-attr]
+        time.sleep(0.02)
+    first.close()
+    second = ApiServer(service, port=0, token_loader=lambda: TOKEN).start()
+    try:
+        assert second.wait_ready(10)
+        service._fan_out(message(3))
+        again = Stream(second.port, last_id)
+        replay = again.events(2)
+        assert [e["text"] for e in replay] == ["text 2", "text 3"]
+        assert int(replay[0]["_id"]) > int(last_id)
+        again.close()
+        assert second.store is not None and second.store.count("message") == 3
+        # `linda-desktop status` (the service's dict, as Diagnostics shows it) carries the API's view.
+        status = service.status()["bot_api"]
+        assert status["api"]["url"] == second.url and status["api"]["events"]["messages"] == 3
+    finally:
+        second.close()
