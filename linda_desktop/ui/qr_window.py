@@ -640,6 +640,8 @@ class QrWindow(QWidget):
                 self.qr_view.set_payload(None)
             self._show_passkey(stage, event.details.get("code"))
         elif event.code == StateCode.PASSKEY_NEEDS_DISPLAY:
+            self._payload = None  # stale here too: the scan already happened
+            self.qr_view.set_payload(None)
             self._show_needs_display()
         elif state in (SessionState.NEEDS_LINK, SessionState.LOGGED_OUT):
             self._show_link_state(event.code)

@@ -207,6 +207,7 @@ def test_passkey_needs_a_display_names_the_ways_out(qtbot, window):
     window.set_state(StateChanged(SessionState.NEEDS_LINK, code=StateCode.PASSKEY_NEEDS_DISPLAY, step="passkey",
                                   details={"stage": "prompt"}))  # as the service says it
     assert window.mode == qw.NEEDS_DISPLAY
+    assert window.payload is None and not window.qr_view.has_code()  # the scanned code is stale
     assert window.passkey_heading.text() == "WhatsApp asks for a passkey"
     text = window.passkey_text.text()
     assert "phone number" in text and "linda-desktop import" in text

@@ -213,3 +213,56 @@ def test_link_with_phone_number_instead_through_the_real_service(qtbot, tray, si
     sim.enter_pairing_code(window.pairing_code)  # the phone: Link with phone number instead
     wait_connected(qtbot, controller)
     assert sim.devices()["devices"][0]["account"] == ACCOUNT
+
+
+@pytest.fixture
+def passkey_sim(tmp_path: Path):
+    """Every scan needs the passkey step; a stage times out after 6 s."""
+    simulator = Simulator(None, tmp_path / "passkey-sim", loading_seconds=0.3, first_qr_seconds=60, qr_interval=30,
+                          passkey=True, passkey_stage_seconds=6, account=ACCOUNT)
+    simulator.start()
+    try:
+        yield simulator
+    finally:
+        simulator.stop()
+
+
+def test_a_passkey_step_without_a_display_names_the_ways_out_then_asks_for_a_new_scan(qtbot, paths, passkey_sim,
+                                                                                       tmp_path, monkeypatch):
+    """No display for the browser (the tests' offscreen Qt): the window says why the link cannot
+    finish here and what to do instead; when WhatsApp's stage times out, it shows "Scan a new
+    code" with the page's fresh QR, never a silent wait."""
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    sim = passkey_sim
+    write_settings(paths.data, flush_delay_seconds=1)
+    bridge = ServiceBridge(RealServiceFactory(paths, sim.url))
+    controller = TrayController(bridge, paths=paths, autostart=None, confirm=Answers(), tray_available=True)
+    qtbot.addWidget(controller.qr_window)
+    qtbot.addWidget(controller.status_window)
+    controller.show()
+    qr = Recorder()
+    bridge.qrChanged.connect(qr.add)
+    try:
+        bridge.start()
+        first = wait_for_code(qtbot, controller, sim, qr, 0)
+        window = controller.qr_window
+        sim.link()
+        qtbot.waitUntil(lambda: window.mode == qw.NEEDS_DISPLAY, timeout=20 * SECOND)
+        assert controller.view.code == StateCode.PASSKEY_NEEDS_DISPLAY
+        assert "linda-desktop import" in window.passkey_text.text()
+        assert window.passkey_phone_button.isVisible()
+        assert not window.qr_view.has_code()  # the scanned code is no use any more
+        assert open_menu(qtbot, controller)[mm.SHOW_WINDOW].text() == "How to finish linking…"
+        qtbot.waitUntil(lambda: controller.view.code == StateCode.LINK_EXPIRED, timeout=30 * SECOND)
+        qtbot.waitUntil(lambda: window.mode == qw.QR, timeout=20 * SECOND)
+        assert window.title.text() == "Scan a new code"
+        fresh = window.payload
+        assert fresh and fresh != first
+        qtbot.waitUntil(lambda: sim.current_qr() == fresh, timeout=3 * SECOND)
+        assert_code_on_screen_is(window, fresh)
+        assert "Scan a new code" in [m.title for m in controller.notifier.sent]
+    finally:
+        if bridge.running:
+            bridge.shutdown(timeout=60)
+        kill_browsers_under(tmp_path)
