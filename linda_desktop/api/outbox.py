@@ -49,7 +49,7 @@ def linda_body(event: StoredEvent) -> dict[str, Any] | None:
     body = dict(event.payload)
     if event.kind == "message":
         body = {k: body.get(k) for k in ("id", "chat_id", "from", "sender_name", "author", "type", "text",
-                                         "timestamp", "group", "backfilled")}
+                                         "timestamp", "group", "backfilled", "page_time")}
     body = {"event": event.kind, **body, "event_id": event.id}
     return body
 

@@ -207,9 +207,16 @@ class EventStore:
         row = self._read().execute("SELECT MAX(seq) FROM events").fetchone()
         return int(row[0] or 0)
 
-    def chat_marks(self) -> dict[str, int]:
-        """chat_id → timestamp (s) of the newest message stored for it: replay asks for newer."""
-        return {r[0]: int(r[1]) for r in self._read().execute("SELECT chat_id, last_t FROM chats")}
+    def chat_marks(self, before: float | None = None) -> dict[str, int]:
+        """chat_id → timestamp (s) of the newest message stored for it (only among those stored
+        before ``before``, a wall-clock time: what was seen before this connection began, so a
+        live message that overtakes the catch-up does not hide older unread ones)."""
+        if before is None:
+            return {r[0]: int(r[1]) for r in self._read().execute("SELECT chat_id, last_t FROM chats")}
+        rows = self._read().execute(
+            "SELECT json_extract(payload, '$.chat_id'), MAX(json_extract(payload, '$.timestamp')) FROM events "
+            "WHERE kind='message' AND created<? GROUP BY 1", (before,)).fetchall()
+        return {r[0]: int(r[1]) for r in rows if r[0] and r[1] is not None}
 
     def count(self, kind: str | None = None) -> int:
         if kind is None:

@@ -79,6 +79,7 @@ def message(payload: dict[str, Any], account: str | None) -> dict[str, Any]:
         "replyTo": None,
         "backfilled": bool(payload.get("backfilled")),
         "_data": {"type": payload.get("type"), "notifyName": payload.get("sender_name"),
+                  "pageTime": payload.get("page_time"),
                   "chatId": payload.get("chat_id"), "isGroupMsg": bool(payload.get("group"))},
     }
 

@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 HEALTH_EVERY_SECONDS = 15.0
 HEALTH_TIMEOUT_SECONDS = 10.0
 BRIDGE_READY_TIMEOUT_SECONDS = 90.0
+# WhatsApp hands its offline queue over during the first seconds (or minutes) after a connect:
+# the catch-up runs again after these delays; dedup by message id makes repeats free of effect.
+REPLAY_AGAIN_SECONDS = (3.0, 10.0, 30.0, 90.0)
 HEAL_BACKOFF_SECONDS = (30.0, 120.0, 600.0)   # after the 1st, 2nd, 3rd+ heal in a row
 
 
@@ -48,7 +51,7 @@ class LivenessEpisode:
     action: str = "none"          # reload | restart_browser | reported
 
 
-Marks = Callable[[], dict[str, int]]
+Marks = Callable[[float], dict[str, int]]  # wall-clock time → chat_id → newest timestamp seen before it
 Healer = Callable[[LivenessEpisode], Awaitable[None]]
 
 
@@ -60,7 +63,8 @@ class BotLink:
         self.service = service
         self.enabled = False
         self.bridge: Any = None            # browser.messaging.MessageBridge
-        self.marks: Marks = dict
+        self.marks: Marks = lambda before: {}
+        self.connected_wall: float | None = None
         self.healer: Healer | None = None  # set by whoever heals (default: reload, then restart)
         # Set by the API server: its URL, the webhook outbox (pending, dead letters), the event log.
         self.api_status: Callable[[], dict[str, Any]] | None = None
@@ -163,6 +167,8 @@ class BotLink:
         if not self.enabled:
             return
         if state == "connected":
+            if self.connected_since is None:
+                self.connected_wall = time.time()
             self.connected_since = time.monotonic()
             self.last_frame = time.monotonic()
             self._spawn(self.after_connect())
@@ -193,6 +199,12 @@ class BotLink:
         if not online and not self.quiet_ok:
             log.info("could not mark the device unavailable (wa-js has no markUnavailable here)")
         await self.replay()
+        since = self.connected_since
+        for delay in REPLAY_AGAIN_SECONDS:
+            await asyncio.sleep(delay)
+            if self.connected_since is None or self.connected_since != since or self.service.stopping:
+                return  # disconnected (or reconnected: that run takes over)
+            await self.replay()
 
     async def replay(self) -> int:
         """Emit what arrived while we were away (deduplicated downstream by message id)."""
@@ -202,8 +214,8 @@ class BotLink:
         window_h = float(self._setting("replay_window_hours", 24.0))
         cap = int(self._setting("replay_max_messages", 500))
         try:
-            marks = self.marks()
-        except Exception:
+            marks = self.marks(self.connected_wall or time.time())
+        except Exception:  # noqa: BLE001 - without marks the catch-up still works (dedup by id)
             log.exception("replay marks unavailable")
             marks = {}
         since = int(time.time() - window_h * 3600)
