@@ -12,9 +12,10 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -630,6 +631,7 @@ def test_canvas_only_qr_is_built_from_internals(simulator: Simulator, chromium: 
 
 
 # =========================================================================== §4 passkey, pairing code
+LOCALHOST_RULES = "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1, EXCLUDE localhost"
 SHORTCAKE_CARDS = ("shortcake_passkey_prompt_card", "shortcake_waiting_for_phone_card", "shortcake_code_matching_card")
 
 
@@ -653,7 +655,8 @@ def test_passkey_screen_rotates_the_adv_secret_and_never_completes_headless(simu
             assert simulator.link() is None   # the scan starts the passkey step: no device yet
             await page.wait_for_selector("[data-testid='shortcake_passkey_screen']", timeout=5000)
             assert await shortcake_card(page) == "shortcake_passkey_prompt_card"
-            assert await page.locator("[data-testid='shortcake_passkey_screen'] [data-icon='wa-wordmark-refreshed']").count() == 1
+            wordmark = "[data-testid='shortcake_passkey_screen'] [data-icon='wa-wordmark-refreshed']"
+            assert await page.locator(wordmark).count() == 1
             stage = await page.evaluate("() => require('WAWebShortcakeLinkingApi').Shortcake.stage")
             assert stage == "prompt" and simulator.passkey_stage() == "prompt"
             assert (await b.socket(page))[0] == "UNPAIRED"
@@ -718,7 +721,7 @@ def test_passkey_link_completes_in_a_visible_window_with_a_virtual_authenticator
 
     async def scenario() -> None:
         async with chromium_profile(chromium, tmp_path / "p", headless=False, env={"DISPLAY": xvfb},
-                                    args=("--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1, EXCLUDE localhost",)) as b:
+                                    args=(LOCALHOST_RULES,)) as b:
             page = await b.open(sim.url)
             await page.wait_for_selector("div[data-ref]", timeout=10000)
             await virtual_authenticator(b.context, page, "localhost")
@@ -751,7 +754,7 @@ def test_passkey_refused_by_the_authenticator_returns_to_the_prompt_with_an_aler
 
     async def scenario() -> None:
         async with chromium_profile(chromium, tmp_path / "p", headless=False, env={"DISPLAY": xvfb},
-                                    args=("--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1, EXCLUDE localhost",)) as b:
+                                    args=(LOCALHOST_RULES,)) as b:
             page = await b.open(sim.url)
             await page.wait_for_selector("div[data-ref]", timeout=10000)
             cdp, authenticator = await virtual_authenticator(b.context, page, "elsewhere.example")
@@ -812,14 +815,16 @@ def test_pairing_code_instead_of_qr(simulator: Simulator, chromium: str, tmp_pat
 
 # =========================================================================== bot side: presence, liveness
 @pytest.mark.browser
-def test_the_phone_records_presence_and_a_frozen_socket_delivers_nothing(simulator: Simulator, chromium: str, tmp_path):
+def test_the_phone_records_presence_and_a_frozen_socket_delivers_nothing(simulator: Simulator, chromium: str,
+                                                                         tmp_path):
     simulator.configure(sync_seconds=0)
 
     async def scenario() -> None:
         async with chromium_profile(chromium, tmp_path / "p") as b:
             page = await b.open(simulator.url)
             await page.wait_for_selector("div[data-ref]", timeout=10000)
-            await page.evaluate("() => { window.__msgs = []; WPP.on('chat.new_message', (m) => window.__msgs.push(m.body)); }")
+            await page.evaluate("() => { window.__msgs = [];"
+                                " WPP.on('chat.new_message', (m) => window.__msgs.push(m.body)); }")
             simulator.link()
             await b.wait_state(page, "CONNECTED", synced=True)
             focused = await page.evaluate("() => document.hasFocus() && document.visibilityState === 'visible'")

@@ -26,8 +26,9 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tests.whatsapp_sim.engine import CONFIG_ALIASES, DEFAULT_CONFIG
 
@@ -83,13 +84,13 @@ class Simulator:
             argv += ["--config", json.dumps({k: v for k, v in self.options.items() if v is not None})]
         return argv
 
-    def start(self, timeout: float = 15.0) -> "Simulator":
+    def start(self, timeout: float = 15.0) -> Simulator:
         if self.running:
             return self
         self.state_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-        self._log = open(self.log_file, "ab")
+        self._log = open(self.log_file, "ab")  # noqa: SIM115 - open for the process's lifetime
         self.proc = subprocess.Popen(self._argv(), cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
                                      stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
@@ -132,11 +133,11 @@ class Simulator:
             self.proc.wait(5)
         self.stop()
 
-    def restart(self) -> "Simulator":
+    def restart(self) -> Simulator:
         self.stop()
         return self.start()
 
-    def __enter__(self) -> "Simulator":
+    def __enter__(self) -> Simulator:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -136,7 +136,7 @@ class Rotation:
     interval: float
 
     @classmethod
-    def new(cls, cfg: dict[str, Any]) -> "Rotation":
+    def new(cls, cfg: dict[str, Any]) -> Rotation:
         count = max(1, int(cfg["qr_count"]))
         refs = ["2@" + base64.b64encode(secrets.token_bytes(45)).decode() for _ in range(count)]
         return cls(refs, [_b64(32) for _ in range(3)], time.monotonic(), float(cfg["first_qr_seconds"]),

@@ -8,13 +8,14 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tests.whatsapp_sim.engine import Engine, SimError
 from tests.whatsapp_sim import messaging
+from tests.whatsapp_sim.engine import Engine, SimError
 
 STATIC = Path(__file__).resolve().parent / "static"
 MIN_CHROME = 100
@@ -99,7 +100,7 @@ class Handler(BaseHTTPRequestHandler):
         try:
             data = json.loads(raw or b"{}")
         except json.JSONDecodeError:
-            raise SimError("bad_json", "body is not JSON", 400)
+            raise SimError("bad_json", "body is not JSON", 400) from None
         if not isinstance(data, dict):
             raise SimError("bad_json", "body must be a JSON object", 400)
         return data
@@ -203,7 +204,7 @@ class Handler(BaseHTTPRequestHandler):
             try:
                 result = handler()
             except KeyError as missing:
-                raise SimError("bad_request", f"missing field {missing}", 400)
+                raise SimError("bad_request", f"missing field {missing}", 400) from None
             self._json(result if result is not None else {"ok": True})
         except SimError as err:
             self._json({"error": err.code, "message": str(err)}, err.status)
