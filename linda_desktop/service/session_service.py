@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -450,7 +451,11 @@ class SessionService:
         except LindaError as exc:
             log.warning("cannot list backups: %s", exc)
             return
-        if last_link and (newest is None or newest.created_at.isoformat() < last_link):
+        try:
+            linked_at = datetime.fromisoformat(last_link) if last_link else None
+        except ValueError:
+            linked_at = None
+        if linked_at is not None and (newest is None or newest.created_at < linked_at):
             log.info("no backup since the last link; one follows once the session is synced")
             self.model = replace(self.model, link_backup_due=True)
 
