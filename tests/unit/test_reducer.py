@@ -51,6 +51,8 @@ bullets of issue 10 (and the hostile probe's findings), the rest the other trans
 | E2  | service: local logout, newest backup rejected, older one connects: known-good, nothing revoked     |
 | E3  | service: a stop request before start-up → no error, no browser                                     |
 | E4  | service: request_pairing_code validates the number and emits the code                              |
+| E5  | service: linked but no backup since the link (a crash right after it) → one once synced            |
+| E6  | service: the browser already gone at exit → exit_unclean backup, never confirmed as known-good     |
 """
 
 from __future__ import annotations
@@ -535,7 +537,8 @@ def test_M3_browser_gone() -> None:
 PORT = 8765
 
 
-def make_service(tmp_path: Path, scripts: list[list[PageSnapshot]], **kw: Any) -> tuple[Any, Any, list[Any]]:
+def make_service(tmp_path: Path, scripts: list[list[PageSnapshot]], *, key: bytes | None = None,
+                 **kw: Any) -> tuple[Any, Any, list[Any]]:
     from linda_desktop.base.paths import resolve_paths
     from linda_desktop.base.settings import Settings
     from linda_desktop.service.session_service import SessionService
@@ -546,7 +549,7 @@ def make_service(tmp_path: Path, scripts: list[list[PageSnapshot]], **kw: Any) -
     paths.ensure_all()
     events: list[Any] = []
     browser = FakeBrowser(scripts)
-    store = BackupStore(paths.backups, os.urandom(32), keep=5, work_dir=paths.work)
+    store = BackupStore(paths.backups, key or os.urandom(32), keep=5, work_dir=paths.work)
     service = SessionService(paths, Settings(flush_delay_seconds=0), wa_url=f"http://127.0.0.1:{PORT}/",
                              browser="/bin/true", on_event=events.append, page_factory=browser,
                              backup_store=store, display=False, **kw)
@@ -636,3 +639,41 @@ def test_E4_request_pairing_code_checks_the_number(tmp_path: Path) -> None:
     asyncio.run(scenario())
     assert [e.code for e in events if isinstance(e, PairingCode)] == ["ABCD-EFGH"]
     assert "pairing_code:4915123456789" in browser.pages[0].calls
+
+
+def test_E5_service_takes_the_missing_link_backup(tmp_path: Path) -> None:
+    from tests.helpers.fake_page import write_sound_profile
+
+    service, _browser, events = make_service(tmp_path, [[snap(PageState.RESUMING), connected(synced=False),
+                                                         connected()]])
+    write_sound_profile(service.paths.profile, port=PORT)
+    service.meta.record("link", account="15550001234")  # then killed before the link backup
+    made = lambda: [e for e in events if type(e).__name__ == "BackupMade"]  # noqa: E731
+    asyncio.run(run_until(service, events, lambda: bool(made())))
+    assert made()[0].reason == "link"
+    assert service._store.known_good().id == made()[0].id, "connected and verified: known-good"
+
+
+def test_E6_exit_backup_after_the_browser_died_is_never_known_good(tmp_path: Path) -> None:
+    from tests.helpers.fake_page import write_sound_profile
+
+    key = os.urandom(32)
+    service, browser, events = make_service(tmp_path, [[connected()]], key=key)
+    write_sound_profile(service.paths.profile, port=PORT)
+    service.meta.record("link", account="15550001234")
+
+    async def scenario() -> None:
+        task = asyncio.create_task(service.run())
+        while service.state != SessionState.CONNECTED:
+            await asyncio.sleep(0.01)
+        browser.pages[-1].crashed = True  # a stop signal to the group took the browser down
+        service.request_stop()
+        await asyncio.wait_for(task, 10)
+    asyncio.run(scenario())
+    exits = [e for e in events if type(e).__name__ == "BackupMade"]
+    assert [e.reason for e in exits][-1] == "exit_unclean"
+    again, _browser2, events2 = make_service(tmp_path, [[connected()]], key=key)
+    asyncio.run(run_until(again, events2, lambda: ("connected", None) in state_events(events2)))
+    unclean = next(b for b in again._store.list() if b.reason == "exit_unclean")
+    assert unclean.key_matches and not unclean.known_good
+    assert again._store.known_good() is None or again._store.known_good().reason != "exit_unclean"
