@@ -235,6 +235,31 @@ def test_login_rules_key_generations_revoke_and_conflict_between_pages(simulator
     assert _login(simulator, "i", link) == {"status": "revoked", "reason": "unknown_companion"}
 
 
+def test_a_late_rejection_and_a_server_logout_leave_the_device_linked(simulator: Simulator):
+    """Field reports (§3): a restored profile answered with 0 some seconds *after* it connected,
+    and post_logout=1 with no reason while the phone still lists the device."""
+    req = simulator._request
+    simulator.configure(sync_seconds=0, rejection_delay_seconds=0.6)
+    req("POST", "/_sim/api/qr", {"page_id": "a"})
+    device = simulator.link()
+    link = req("GET", "/_sim/api/poll?page_id=a&mode=qr")["link"]
+    older = {**link}
+    newest = {**_login(simulator, "a", link)["creds"], "salt": link["salt"]}
+    assert req("GET", "/_sim/api/poll?page_id=a&mode=connected")["synced"] is True
+    simulator.tear_rotation()
+    late = _login(simulator, "b", newest)
+    assert late["status"] == "ok" and late["creds"]["gen"] == 2   # connects, no rotation
+    assert "revoked" not in req("GET", "/_sim/api/poll?page_id=b&mode=connected")
+    time.sleep(0.7)
+    assert req("GET", "/_sim/api/poll?page_id=b&mode=connected")["revoked"] == "web_fail_offline_resume"
+    assert simulator.counters()["rejected_generations"] == 1
+    assert _login(simulator, "c", older)["status"] == "ok"   # an older copy authenticates
+    req("GET", "/_sim/api/poll?page_id=c&mode=connected")
+    assert simulator.logout_pages(device) >= 1
+    assert req("GET", "/_sim/api/poll?page_id=c&mode=connected")["revoked"] == ""
+    assert [d["device_id"] for d in simulator.devices()["devices"]] == [device]
+
+
 def test_restart_keeps_devices_and_config_and_the_cli_overrides(tmp_path: Path):
     port = free_port()
     sim = Simulator(port, tmp_path / "state", loading_seconds=0.3)
@@ -449,10 +474,12 @@ def test_lost_salt_logs_out_locally_without_a_code_and_the_device_stays(simulato
 
 
 @pytest.mark.browser
+@pytest.mark.parametrize("delay", [0.0, 1.5])
 def test_restored_newest_profile_is_rejected_with_0_and_an_older_backup_connects(simulator: Simulator,
-                                                                                 chromium: str, tmp_path):
-    """Real Chromium profiles and real copies of them: the key rotation is torn on the newest."""
-    simulator.configure(sync_seconds=0)
+                                                                                 chromium: str, tmp_path, delay):
+    """Real Chromium profiles and real copies of them: the key rotation is torn on the newest.
+    With a delay the newest first connects (and syncs), then is logged out, as in the field."""
+    simulator.configure(sync_seconds=0, rejection_delay_seconds=delay)
     live, older, newest = tmp_path / "live", tmp_path / "backup-1", tmp_path / "backup-2"
 
     async def connect(profile: Path) -> Browser:
@@ -471,6 +498,9 @@ def test_restored_newest_profile_is_rejected_with_0_and_an_older_backup_connects
         shutil.copytree(newest, live)          # restore the newest backup
         async with chromium_profile(chromium, live) as b:
             page = await b.open(simulator.url)
+            if delay:
+                await b.wait_state(page, "CONNECTED", synced=True)
+                assert "post_logout" not in page.url
             await page.wait_for_url("**/?post_logout=1&logout_reason=0", timeout=10000)
             await page.wait_for_selector("div[data-ref]", timeout=10000)
             assert b.reasons == ["web_fail_offline_resume"]

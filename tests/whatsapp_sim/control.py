@@ -290,6 +290,15 @@ class Simulator:
             body["reason"] = reason
         return self._request("POST", "/_sim/tear_rotation", body)["torn"]
 
+    def logout_pages(self, device_id: str | None = None, reason: str = "") -> int:
+        """The server logs the live pages of the device (or all) out with ``reason`` (default:
+        none, so the URL is ``/?post_logout=1``) while the device stays linked (the phone still
+        lists it): restoring the profile reconnects. Returns how many pages."""
+        body: dict[str, Any] = {"reason": reason}
+        if device_id:
+            body["device_id"] = device_id
+        return self._request("POST", "/_sim/logout_pages", body)["pages"]
+
     def age_phone(self, days: float = 14, device_id: str | None = None) -> list[str]:
         """The phone was unused for ``days``; at 14 or more the server removes the device
         (``unknown_companion``) on its next contact."""

@@ -39,6 +39,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "passkey_stage_seconds": 120.0,  # timeout of each Shortcake stage
     "passkey_phone_seconds": 0.5,    # "waiting for phone" card -> code-matching card
     "pairing_code_seconds": 180.0,   # life of a pairing code ("Link with phone number instead")
+    "rejection_delay_seconds": 0.0,  # > 0: a torn generation first connects, then is logged out (code 0)
     "internals": True,            # window.require serves WAWeb* modules after boot
     "qr_data_ref": True,          # False: the QR lives only in the canvas (no div[data-ref])
     "language": "",               # "" follows navigator.language; "en", "pt" or "de"
@@ -177,6 +178,7 @@ class PageRec:
     shortcake: dict[str, Any] | None = None    # passkey link in progress (memory only)
     pairing: dict[str, Any] | None = None      # pairing code shown (memory only)
     conflict: bool = False
+    kick: tuple[float, str] | None = None       # (when, reason): the server logs this page out
     session: str | None = None
     login_at: float | None = None
     synced: bool = False
@@ -355,6 +357,8 @@ class Engine:
         if salt is not None and salt != dev["salt"]:
             return "local", "web_fail_enc_salt"   # keys unreadable here; the device stays linked
         if dev.get("torn") and gen == dev["gen"]:
+            if float(self.config["rejection_delay_seconds"]) > 0:
+                return "late_reject", dev["torn"]   # connects first, logged out a few seconds later
             self._count("rejected_generations")
             self._event("rejected_generation", device_id=device_id, gen=gen, reason=dev["torn"])
             return "rejected", dev["torn"]
@@ -373,10 +377,16 @@ class Engine:
             now = time.monotonic()
             page = self._page(page_id, user_agent)
             status, reason = self._check(device_id, gen, key, salt, page_id)
-            if status != "ok":
+            if status not in ("ok", "late_reject"):
                 self.save()
                 return {"status": status, "reason": reason}
             dev = self.devices[device_id]
+            if status == "late_reject":   # the field report: answered ~7 s after load
+                page.kick = (now + float(self.config["rejection_delay_seconds"]), str(reason))
+                page.device_id, page.rotation, page.pending_link = device_id, None, None
+                page.session, page.login_at, page.synced, page.mode = secrets.token_hex(12), now, False, "connected"
+                return {"status": "ok", "account": dev["account"], "creds": self._creds(dev),
+                        "session": page.session, "first_sync": False}
             if dev.get("torn"):
                 self._event("torn_healed", device_id=device_id, gen=gen)
                 dev["torn"] = None
@@ -438,6 +448,14 @@ class Engine:
                 out.update(page.rotation.public(now))
             if page.pairing is not None:
                 out["pairing_expired"] = now >= page.pairing["expires"]
+            if page.kick is not None and now >= page.kick[0]:
+                reason = page.kick[1]
+                page.kick = None
+                if reason == (self.devices.get(page.device_id or "") or {}).get("torn"):
+                    self._count("rejected_generations")
+                    self._event("rejected_generation", device_id=page.device_id, reason=reason, late=True)
+                out["revoked"] = reason
+                return out
             if page.device_id:
                 dev = self.devices.get(page.device_id)
                 if dev is None or dev.get("revoked"):
@@ -737,6 +755,19 @@ class Engine:
                 self._event("tear_rotation", device_id=dev["device_id"], gen=dev["gen"])
             self.save()
             return out
+
+    def logout_pages(self, device_id: str | None = None, reason: str = "") -> int:
+        """The server logs the live pages of a device (or all) out with ``reason`` (default none)
+        while the device stays linked: the phone still lists it, so a restore reconnects."""
+        with self._lock:
+            now = time.monotonic()
+            hit = 0
+            for page in self.pages.values():
+                if page.live(now) and page.device_id and (device_id is None or page.device_id == device_id):
+                    page.kick = (now, reason)
+                    hit += 1
+            self._event("logout_pages", device_id=device_id, reason=reason, pages=hit)
+            return hit
 
     def age_phone(self, days: float = INACTIVE_DAYS, device_id: str | None = None) -> list[str]:
         """The phone was not used for ``days``: at 14 the server removes the device on its next contact."""

@@ -191,6 +191,8 @@ class Handler(BaseHTTPRequestHandler):
                 "/_sim/tear_rotation": lambda: {"torn": engine.tear_rotation(body.get("device_id"),
                                                                              body.get("reason"))},
                 "/_sim/faults": lambda: {"faults": engine.set_faults(body)},
+                "/_sim/logout_pages": lambda: {"pages": engine.logout_pages(body.get("device_id"),
+                                                                            body.get("reason") or "")},
                 "/_sim/counters/reset": lambda: engine.reset_counters(),
                 "/_sim/conflict": lambda: {"pages": engine.conflict(body.get("device_id"))},
                 "/_sim/offline": lambda: engine.set_offline(True),
