@@ -471,19 +471,24 @@ def test_pairing_code_by_wa_js_then_by_the_page_form(simulator: Simulator, wa_op
 
 
 # --------------------------------------------------------------------------- the window
-async def virtual_authenticator(page: Any, rp_id: str) -> None:
-    """CDP WebAuthn: a platform authenticator with user verification and the owner's passkey."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-
+async def virtual_authenticator(page: Any) -> tuple[Any, str]:
+    """CDP WebAuthn: a platform authenticator with user verification (no passkey on it yet)."""
     cdp = await page.context.new_cdp_session(page)
     await cdp.send("WebAuthn.enable")
     auth = await cdp.send("WebAuthn.addVirtualAuthenticator", {"options": {
         "protocol": "ctap2", "transport": "internal", "hasResidentKey": True,
         "hasUserVerification": True, "isUserVerified": True}})
+    return cdp, auth["authenticatorId"]
+
+
+async def add_passkey(cdp: Any, authenticator: str, rp_id: str) -> None:
+    """The owner's passkey on the virtual authenticator."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     key = ec.generate_private_key(ec.SECP256R1()).private_bytes(
         serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    await cdp.send("WebAuthn.addCredential", {"authenticatorId": auth["authenticatorId"], "credential": {
+    await cdp.send("WebAuthn.addCredential", {"authenticatorId": authenticator, "credential": {
         "credentialId": base64.b64encode(b"owner-passkey").decode(), "isResidentCredential": True,
         "rpId": rp_id, "privateKey": base64.b64encode(key).decode(),
         "userHandle": base64.b64encode(b"owner").decode(), "signCount": 0}})
@@ -512,11 +517,16 @@ def test_passkey_step_finishes_in_the_same_hidden_window_brought_on_screen(tmp_p
             assert snap.link_step is LinkStep.PROMPT and snap.qr is None, snap
             assert await wa.show_window() is True
             assert wa.visible and await wa.window_on_screen()
-            await virtual_authenticator(wa.page, "localhost")
-            await wa.page.locator("[data-testid='shortcake_passkey_continue_button']").click()
-            seen = await collect(wa, lambda s: s.link_step is LinkStep.CODE_MATCHING, timeout=15)
+            cdp, authenticator = await virtual_authenticator(wa.page)
+            continue_button = wa.page.locator("[data-testid='shortcake_passkey_continue_button']")
+            await continue_button.click()                            # no passkey yet: an error
+            failed = await collect(wa, lambda s: s.link_step is LinkStep.ERROR, timeout=10, since=snap)
+            assert failed[-1].state is S.PASSKEY and failed[-1].link_step is LinkStep.ERROR, failed
+            await add_passkey(cdp, authenticator, "localhost")
+            await continue_button.click()
+            seen = await collect(wa, lambda s: s.link_step is LinkStep.CODE_MATCHING, timeout=15, since=failed[-1])
             steps = [s.link_step for s in seen if s.state is S.PASSKEY]
-            assert steps[-1] is LinkStep.CODE_MATCHING, seen
+            assert steps[-1] is LinkStep.CODE_MATCHING and LinkStep.WAITING_FOR_PHONE in steps, seen
             assert seen[-1].verification_code == sim.passkey_code(timeout=5), seen[-1]
             await wa.page.locator("[data-testid='shortcake_code_confirm_button']").click()
             assert (await wa.wait_for_state(S.CONNECTED, timeout=15)).state is S.CONNECTED
