@@ -36,6 +36,9 @@ LINK_STAGE_SECONDS = 130.0            # the page's own 120 s per stage, and a li
 RELOAD_BACKOFF_SECONDS = (0.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0)
 BACKUP_RETRY_SECONDS = (30.0, 60.0, 120.0, 300.0, 900.0)
 MAX_PAIRING_REQUESTS = 5
+# A restored profile can come up connected and still be logged out with code 0 seconds later
+# (reference §3, ~7 s): the recovery ends, and its backup is proven good, only after this.
+PROBATION_SECONDS = 15.0
 
 PASSKEY_WORDS = ("WhatsApp asks to finish linking with a passkey: press Continue in the WhatsApp window "
                  "that opened, confirm with your phone, then check that the code matches")
@@ -108,6 +111,8 @@ class Model:
     link_reason: str | None = None
     # running
     was_connected: bool = False
+    connected_at: float | None = None  # when this recovery's session reached connected (probation)
+    pending_good: tuple[A.Action, ...] = ()  # MarkKnownGood / ConfirmExitBackup once probation passed
     link_backup_due: bool = False
     link_backup_at: float | None = None
     next_backup_at: float | None = None
@@ -158,7 +163,8 @@ def _for_link(model: Model) -> bool:
 def _fresh_link(model: Model, code: StateCode, reason: str | None) -> Model:
     """From now on a QR page is a link to make, not a logout."""
     return replace(model, expect_session=False, damaged=False, count_resume=False, restores=(), restored_from=None,
-                   pending_logout=None, no_backup_left=False, link_code=code, link_reason=reason)
+                   pending_logout=None, no_backup_left=False, connected_at=None, pending_good=(), link_code=code,
+                   link_reason=reason)
 
 
 # ---------------------------------------------------------------------------------- start-up
@@ -172,7 +178,8 @@ def boot(model: Model, facts: Boot) -> Result:
     model = replace(model, expect_session=facts.linked, damaged=damaged, count_resume=facts.linked, restores=(),
                     restored_from=None, pending_logout=facts.last_logout if facts.linked else None,
                     link_backup_due=facts.linked and facts.link_backup_missing, link_code=StateCode.FIRST_LINK,
-                    link_reason=None, parked=False, no_backup_left=False, launched=False)
+                    link_reason=None, parked=False, no_backup_left=False, launched=False, connected_at=None,
+                    pending_good=())
     if damaged:
         why = "the live profile is damaged: " + ("; ".join(facts.problems) or "session data missing")
         model, acts = _say(model, SessionState.RESTORING, StateCode.LOCAL_DAMAGE, why)
@@ -209,7 +216,7 @@ def _connected(model: Model, snap: PageSnapshot, now: float) -> Result:
     acts: list[A.Action] = []
     model = replace(model, account=snap.account or model.account, link_step=None, step_since=None)
     if not model.page_connected:
-        model, acts = _first_connected(model)
+        model, acts = _first_connected(model, now)
     if snap.synced and not model.synced:
         model = replace(model, synced=True)
         if model.link_backup_due and model.link_backup_at is None:
@@ -219,33 +226,46 @@ def _connected(model: Model, snap: PageSnapshot, now: float) -> Result:
     return model, [*acts, *said, *timers]
 
 
-def _first_connected(model: Model) -> Result:
-    """The bookkeeping of reaching connected: count a resume or a restore, confirm the backup it
-    came from, record a new link (its backup follows once synced)."""
+def _first_connected(model: Model, now: float) -> Result:
+    """The bookkeeping of reaching connected: count a resume or a restore, record a new link (its
+    backup follows once synced). The backup it came from is confirmed after the probation."""
     acts: list[A.Action] = []
     account = model.account or ""
+    pending: tuple[A.Action, ...] = ()
     if model.count_resume or model.restored_from:
         acts.append(A.RecordMeta("restore", {"source": model.restored_from or "profile", "account": account}))
-        acts.append(A.MarkKnownGood(model.restored_from) if model.restored_from else A.ConfirmExitBackup())
+        pending = (A.MarkKnownGood(model.restored_from),) if model.restored_from else (A.ConfirmExitBackup(),)
     elif not model.expect_session:
         acts.append(A.RecordMeta("link", {"account": account}))
         model = replace(model, link_backup_due=True, link_backup_at=None)
     acts.append(A.RecordMeta("connected", {"account": account}))
-    next_backup = model.next_backup_at
-    if next_backup is None:
-        next_backup = -1.0  # set on the first timer check, when ``now`` is known
-    model = replace(model, page_connected=True, was_connected=True, expect_session=True, damaged=False,
-                    count_resume=False, restores=(), restored_from=None, pending_logout=None, no_backup_left=False,
-                    next_backup_at=next_backup, link_code=StateCode.FIRST_LINK, link_reason=None)
+    next_backup = model.next_backup_at if model.next_backup_at is not None \
+        else now + model.config.backup_interval_seconds
+    model = replace(model, page_connected=True, was_connected=True, expect_session=True, count_resume=False,
+                    restored_from=None, pending_logout=None, no_backup_left=False, next_backup_at=next_backup,
+                    link_code=StateCode.FIRST_LINK, link_reason=None, connected_at=now, pending_good=pending)
     return model, acts
+
+
+def _probation(model: Model, now: float) -> Result:
+    """Connected long enough: this recovery is over, and the backup it came from is proven good."""
+    if model.connected_at is None or now - model.connected_at < PROBATION_SECONDS:
+        return model, []
+    return settle_recovery(model)
+
+
+def settle_recovery(model: Model) -> Result:
+    """End the recovery: forget its restores and confirm the backup (also at a clean exit while connected)."""
+    pending = model.pending_good if model.session == SessionState.CONNECTED else ()
+    model = replace(model, connected_at=None, pending_good=(), restores=(), damaged=False)
+    return model, list(pending)
 
 
 def _timers(model: Model, now: float) -> Result:
     """Backups while connected: the link backup once synced, then periodic ones."""
-    if model.next_backup_at is not None and model.next_backup_at < 0:
-        model = replace(model, next_backup_at=now + model.config.backup_interval_seconds)
-    if not model.synced:
-        return model, []
+    model, confirmed = _probation(model, now)
+    if confirmed or not model.synced:
+        return model, confirmed
     if model.link_backup_due and model.link_backup_at is not None and now >= model.link_backup_at:
         model = replace(model, link_backup_at=None)
         if model.hidden_window:  # back to headless: closing flushes storage, back up at rest
@@ -301,7 +321,7 @@ def _logout(model: Model, snap: PageSnapshot) -> Result:
     if len(model.restores) < MAX_RESTORES[cause] and not model.no_backup_left:
         why = _restore_words(cause, info)
         model, said = _say(model, SessionState.RESTORING, StateCode.LOCAL_DAMAGE, why)
-        model = replace(model, damaged=model.damaged or cause == Cause.LOCAL)
+        model = replace(model, damaged=model.damaged or cause == Cause.LOCAL, connected_at=None, pending_good=())
         return model, [record, *said, A.Close(), A.Restore(tried=model.restores, why=why)]
     return _prepend(record, _give_up(model, Cause.LOCAL if model.damaged else cause, info))
 

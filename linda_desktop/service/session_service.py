@@ -654,6 +654,8 @@ class SessionService:
             acquired = False
         try:
             clean = self._page is not None and not self._page.crashed
+            if clean:  # connected to the end: the backup this session came from is proven good
+                await self._run(reducer.settle_recovery(self.model))
             await self._close_page()
             await self._store_ready()
             if self.model.was_connected and self.meta.linked() and self._store is not None:

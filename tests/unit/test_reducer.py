@@ -9,7 +9,9 @@ bullets of issue 10 (and the hostile probe's findings), the rest the other trans
 | B2  | boot, linked and damaged: restoring (local_damage), Restore(newest), then launch headless          |
 | B3  | boot, damaged and no usable backup: launch anyway; its QR is no_usable_backup (no archive/revoke)  |
 | R1  | resume through RESUMING (OPENING/PAIRING) → connected: restore_count +1, exit backup confirmed    |
+|     | once the 15 s probation passed (or at a clean exit while connected)                               |
 | R2  | a restored backup resumes through RESUMING → connected: counted, marked known-good (verify first)  |
+| R7  | a restored backup connects, then is logged out with code 0 seconds later → one older, not good     |
 | R3  | CONNECTED not synced: connected(syncing); no reload past the page timeout; no backup until synced  |
 | R4  | fresh link: recorded; link backup (flush, known-good) only once synced and the flush delay passed  |
 | R5  | hidden-window link synced: close, back up at rest (known-good), relaunch headless                  |
@@ -148,17 +150,35 @@ def test_R1_resume_through_resuming_runs_the_connected_bookkeeping() -> None:
     m, acts = play(m, snap(PageState.LOADING), snap(PageState.RESUMING), snap(PageState.RESUMING), connected())
     assert meta(acts) == ["restore", "connected"]
     assert of(acts, A.RecordMeta)[0].details["source"] == "profile"
-    assert of(acts, A.ConfirmExitBackup)
     assert states(acts) == [("connected", None)]
+    assert not of(acts, A.ConfirmExitBackup), "not before the probation"
+    m, acts = R.step(m, connected(), T + R.PROBATION_SECONDS + 1)
+    assert of(acts, A.ConfirmExitBackup)
+    _m, acts = R.settle_recovery(play(booted(), connected())[0])
+    assert of(acts, A.ConfirmExitBackup), "a clean exit while connected confirms it too"
 
 
 def test_R2_restored_backup_resumes_through_pairing_and_becomes_known_good() -> None:
     m, _ = R.boot(model(), R.Boot(linked=True, has_session=True, profile_ok=False))
     m, _ = R.restore_done(m, "b2")
     m, acts = play(m, snap(PageState.RESUMING), connected())
-    assert of(acts, A.MarkKnownGood) == [A.MarkKnownGood("b2")]
     assert of(acts, A.RecordMeta)[0] == A.RecordMeta("restore", {"source": "b2", "account": "15550001234"})
+    m, acts = R.step(m, connected(), T + R.PROBATION_SECONDS)
+    assert of(acts, A.MarkKnownGood) == [A.MarkKnownGood("b2")]
     assert m.restored_from is None and m.restores == ()
+
+
+def test_R7_restored_backup_rejected_seconds_after_connecting_goes_one_older() -> None:
+    m, _ = play(booted(), logged_out(code="0"))
+    m, _ = R.restore_done(m, "new")
+    m, _ = play(m, snap(PageState.RESUMING), connected())
+    m, acts = R.step(m, logged_out(code="0"), T + 7)
+    assert of(acts, A.Restore)[0].tried == ("new",) and not of(acts, A.MarkKnownGood)
+    m, _ = R.restore_done(m, "mid")
+    m, _ = play(m, connected())
+    m, acts = R.step(m, connected(), T + 30)
+    assert of(acts, A.MarkKnownGood) == [A.MarkKnownGood("mid")]
+    no_destruction(acts)
 
 
 def test_R3_connected_not_synced_is_loading_without_reload_or_backup() -> None:
@@ -523,7 +543,8 @@ def test_M2_owner_restore_becomes_known_good_once_connected() -> None:
     assert states(acts) == [("restoring", None)]
     m, acts = R.owner_restored(m, "b1")
     assert acts == [A.Launch(hidden_window=False)]
-    m, acts = play(m, connected())
+    m, _ = play(m, connected())
+    m, acts = R.step(m, connected(), T + R.PROBATION_SECONDS)
     assert of(acts, A.MarkKnownGood) == [A.MarkKnownGood("b1")]
 
 
