@@ -701,9 +701,15 @@ def test_passkey_screen_rotates_the_adv_secret_and_never_completes_headless(simu
             await page.wait_for_selector("div[data-ref]", timeout=6000)
             assert "anderen QR-Code scannen" in await page.get_by_role("alert").inner_text()
             assert await page.get_attribute("div[data-ref]", "data-ref") != shown
-            # A new scan, then a reload: the pending link is lost, the page starts over with a QR.
+            # A new scan; a second window on the profile knows nothing of it and shows a QR;
+            # then a reload: the pending link is lost, the page starts over with a QR.
             simulator.link()
             await page.wait_for_selector("[data-testid='shortcake_passkey_screen']", timeout=5000)
+            other = await b.context.new_page()
+            await other.goto(simulator.url)
+            await other.wait_for_selector("div[data-ref]", timeout=10000)
+            await other.close()
+            assert await shortcake_card(page) == "shortcake_passkey_prompt_card"
             await page.reload()
             await page.wait_for_selector("div[data-ref]", timeout=10000)
             assert simulator.passkey_stage() is None
