@@ -258,6 +258,9 @@ def test_a_late_rejection_and_a_server_logout_leave_the_device_linked(simulator:
     assert simulator.logout_pages(device) >= 1
     assert req("GET", "/_sim/api/poll?page_id=c&mode=connected")["revoked"] == ""
     assert [d["device_id"] for d in simulator.devices()["devices"]] == [device]
+    # The web client's own logout (Socket.logout(): user_initiated) unlinks the device.
+    req("POST", "/_sim/api/logout", {"page_id": "c", "device_id": device, "reason": "user_initiated"})
+    assert simulator.devices()["revoked"][0]["revoked"]["reason"] == "user_initiated"
 
 
 def test_restart_keeps_devices_and_config_and_the_cli_overrides(tmp_path: Path):

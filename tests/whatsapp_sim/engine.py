@@ -516,12 +516,16 @@ class Engine:
     def page_logout(self, page_id: str, device_id: str | None, reason: str, code: str | None,
                     report: dict[str, Any] | None = None) -> None:
         """The page logs itself out (wipes storage, reloads). A local failure does not tell the
-        server: a page that cannot read its keys cannot reach it either, so the device stays."""
+        server: a page that cannot read its keys cannot reach it either, so the device stays.
+        ``user_initiated`` from a still-linked device is the web client's own logout: it unlinks."""
         with self._lock:
             page = self.pages.get(page_id) or PageRec(page_id)
             self._report(page, report or {})
             self._count("logouts")
             self._event("page_logout", device_id=device_id, reason=reason, code=code)
+            dev = self.devices.get(device_id or "")
+            if reason == REVOKE_REASON and dev is not None and not dev.get("revoked"):
+                self._revoke(dev, reason)   # Socket.logout() from the web client unlinks the device
             self._retire(page)
             self.save()
 
