@@ -134,7 +134,7 @@ def run_headless(paths: AppPaths, *, wa_url: str, browser: str | None, json_line
     except KeyboardInterrupt:  # a stop before the service could take it
         return 0
     if service.fatal_error is not None:
-        if stop.requested:
+        if stop.requested and service.fatal_error is not stop.fatal_before:  # the stop caused it
             log.info("stopped on request while starting (%s)", service.fatal_error)
             return 0
         print(f"linda-desktop: {service.fatal_error}", file=sys.stderr)
@@ -148,6 +148,7 @@ class _StopSignals:
 
     def __init__(self) -> None:
         self.requested = False
+        self.fatal_before: LindaError | None = None  # a failure the service had before the stop was asked
         self.service: SessionService | None = None
         self.install()
 
@@ -173,6 +174,7 @@ class _StopSignals:
     def request(self) -> None:
         if not self.requested:
             log.info("stop requested by a signal")
+            self.fatal_before = self.service.fatal_error if self.service is not None else None
         self.requested = True
         if self.service is not None:
             self.service.request_stop()

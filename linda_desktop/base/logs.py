@@ -102,7 +102,7 @@ class FallbackFileHandler(logging.handlers.RotatingFileHandler):
         self._failed_now = True
         first = self.failed_at is None
         self.failed_at, self.failure = time.monotonic(), exc
-        stream, self.stream = self.stream, None  # type: ignore[assignment]
+        stream, self.stream = self.stream, None
         if stream is not None:
             try:
                 stream.close()

@@ -231,7 +231,8 @@ class SessionStateStore:
 
 
 def _jsonable(details: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(details, default=str))
+    value: dict[str, Any] = json.loads(json.dumps(details, default=str))
+    return value
 
 
 def _account(details: dict[str, Any]) -> dict[str, Any] | None:

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
+from typing import Any
 
 import pytest
 
@@ -27,8 +28,8 @@ def app_stderr_is_clean() -> Iterator[harness.Watch]:
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """A failing e2e test shows the log file of every app it started (issue 9, Deliver 5)."""
-    outcome = yield
-    report = outcome.get_result()  # type: ignore[attr-defined]
+    outcome: Any = yield
+    report = outcome.get_result()
     if report.failed and report.when in ("call", "teardown"):
         for folder in harness.WATCH.data_dirs():
             report.sections.append((f"app log {folder / 'logs' / 'linda-desktop.log'}", harness.app_log(folder)))
@@ -58,7 +59,7 @@ def apps() -> Iterator[list[AppProcess]]:
 
 
 @pytest.fixture
-def start_app(apps: list[AppProcess], data_dir: Path, sim: "object"):
+def start_app(apps: list[AppProcess], data_dir: Path, sim: object):
     def start(*extra: str) -> AppProcess:
         app = AppProcess(data_dir, sim.url, *extra).start()  # type: ignore[attr-defined]
         apps.append(app)

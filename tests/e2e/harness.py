@@ -18,9 +18,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("LINDA_BROWSER", "/usr/bin/chromium")
@@ -112,7 +112,7 @@ class AppProcess:
         self._readers: list[threading.Thread] = []
         self.started_at = 0.0
 
-    def start(self) -> "AppProcess":
+    def start(self) -> AppProcess:
         self.started_at = time.monotonic()
         self.proc = subprocess.Popen(self.cmd, cwd=REPO, env=self.env, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, start_new_session=True)

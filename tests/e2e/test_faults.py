@@ -20,7 +20,17 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.harness import (
-    CHROMIUM, REPO, AppProcess, can_mount, cli, fill_disk, read_only, tmpfs, tree_digest, wait_until, write_settings,
+    CHROMIUM,
+    REPO,
+    AppProcess,
+    can_mount,
+    cli,
+    fill_disk,
+    read_only,
+    tmpfs,
+    tree_digest,
+    wait_until,
+    write_settings,
 )
 
 NO_KEYRING = {"DBUS_SESSION_BUS_ADDRESS": "unix:path=/nonexistent/bus", "LINDA_BACKUP_PASSPHRASE": ""}
@@ -87,7 +97,7 @@ def test_1_full_disk_after_connected_gives_a_notice_keeps_running_and_recovers(t
                               "backup_failed"), 60, after=connected_at)
         assert "full" in notice["message"].lower(), notice
         time.sleep(3)
-        assert app.proc.poll() is None, "the app keeps running on a full disk"
+        assert app.proc is not None and app.proc.poll() is None, "the app keeps running on a full disk"
         assert app.of("backup") == [], "no backup can be made on a full disk"
         assert _no_half_files(data) == []
 
@@ -112,6 +122,7 @@ def test_1_ctrl_c_on_a_full_disk_exits_zero_and_keeps_older_backups(tmp_path: Pa
         app.wait_for(lambda e: e.get("event") == "backup" and e.get("reason") == "link", 60)
         older = _backups(data)
         fill_disk(disk)
+        assert app.proc is not None
         app.proc.send_signal(signal.SIGINT)
         assert app.proc.wait(60) == 0
         assert _kept(older, _backups(data)), "older backups are byte-for-byte unchanged"
@@ -250,6 +261,7 @@ def test_7_changed_key_is_said_at_start_and_in_backups(linked: AppProcess, data_
 
     backups = _stopped_with_backups(linked, data_dir)
     old = keyring.get_password("linda-desktop", "backup-key")
+    assert old
     keyring.set_password("linda-desktop", "backup-key", base64.b64encode(secrets.token_bytes(32)).decode())
     try:
         listed = json.loads(cli(data_dir, "backups", "--json").stdout)
