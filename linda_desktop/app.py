@@ -177,7 +177,10 @@ class _StopSignals:
             self.fatal_before = self.service.fatal_error if self.service is not None else None
         self.requested = True
         if self.service is not None:
-            self.service.request_stop()
+            try:
+                self.service.request_stop()
+            except RuntimeError:  # its loop is closed: the service has already stopped
+                pass
 
 
 # ---------------------------------------------------------------------- tray
