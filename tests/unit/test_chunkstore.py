@@ -94,6 +94,23 @@ def test_a_compaction_writes_only_the_new_tables(store: BackupStore, profile: tu
     assert tree_digest(profile_dir.parent / f"x-{second.id}") == session_digest(profile_dir, origin)
 
 
+def test_a_table_rewritten_in_place_is_read_again(store: BackupStore, profile: tuple[Path, str]) -> None:
+    """The unchanged-table shortcut trusts path, size, inode and mtime: any of them moving means
+    the file is read and hashed again (here: same size, same inode, new bytes)."""
+    profile_dir, origin = profile
+    store.create(profile_dir, origin_url=origin)
+    table = sorted(idb_dir(profile_dir).glob("*.ldb"))[0]
+    size, inode = table.stat().st_size, table.stat().st_ino
+    with open(table, "r+b") as handle:
+        handle.write(os.urandom(size))
+    assert (table.stat().st_size, table.stat().st_ino) == (size, inode)
+    second = store.create(profile_dir, origin_url=origin)
+    rel = table.relative_to(profile_dir).as_posix()
+    entry = next(f for f in store.verify(second.id)["files"] if f["path"] == rel)
+    assert entry["sha256"] == hashlib.sha256(table.read_bytes()).hexdigest()
+    assert second.written > size
+
+
 def test_big_files_are_split_and_equal_content_is_stored_once(store: BackupStore, data: Path) -> None:
     profile_dir = data / "big"
     origin = make_fake_profile(profile_dir, idb_mb=0.1, caches_mb=0.01)
