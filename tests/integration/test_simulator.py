@@ -344,6 +344,8 @@ def test_fresh_profile_boots_through_logout_reason_0_then_shows_the_qr(simulator
             assert b.reasons == [] and (await b.recorded(page))["cmdLogouts"] == 0   # no in-page logout
             payload = await page.get_attribute("div[data-ref]", "data-ref")
             assert payload == simulator.current_qr()
+            keys = await page.evaluate("() => Object.keys(localStorage).sort()")
+            assert "WANoiseInfo" in keys and "last-wid-md" not in keys   # not "logged in" (§6)
             assert await page.evaluate("() => require('WAWebConnModel').Conn.ref") == payload.split(",")[0]
             # wordmark on the QR screen; the hidden dialog node is there on every screen
             assert await page.locator("[data-icon='wa-wordmark-refreshed']").count() == 1
@@ -376,6 +378,11 @@ def test_linked_resume_goes_through_pairing_and_syncs_after_connected(simulator:
             assert await page.locator("#pane-side div[role='row']").count() == 2000
             assert await page.locator("#side input[aria-label='Search or start a new chat']").count() == 1
             assert await page.locator("#side [data-icon='wa-wordmark-refreshed']").count() == 1
+            keys = await page.evaluate("() => Object.keys(localStorage)")
+            assert {"last-wid-md", "WANoiseInfo", "WANoiseInfoIv", "WALid", "WAWebEncKeySalt"} <= set(keys)
+            assert (await page.evaluate("() => localStorage.getItem('WALid')")).endswith('@lid"')
+            databases = await page.evaluate("async () => (await indexedDB.databases()).map((d) => d.name).sort()")
+            assert databases == ["model-storage", "signal-storage", "wawc"]
         async with chromium_profile(chromium, tmp_path / "p") as b:
             page = await b.open(simulator.url)
             await b.wait_state(page, "CONNECTED", synced=False)
@@ -434,6 +441,7 @@ def test_logout_urls_carry_only_the_code_and_the_string_reason_stays_in_the_page
                 await page.wait_for_selector("div[data-ref]", timeout=10000)
                 assert query(page.url) == want, reason
                 assert b.reasons[-1] == reason
+                assert await page.evaluate("() => localStorage.getItem('last-wid-md')") is None   # wiped
                 assert (await b.recorded(page))["states"][-1] == "UNPAIRED"
                 if reason == "account_locked":   # the page shows the texts that came in the URL
                     assert "Sua conta está bloqueada" in await page.get_by_role("alert").inner_text()

@@ -570,10 +570,10 @@ class Engine:
             "account": number, "wid": f"{number}:{seq}@c.us", "gen": 1, "torn": None,
             "status": "active", "linked_at": _now_iso(), "last_seen": None, "takeovers": 0,
             "revoked": None, "history_synced": False, "sync_page": page.page_id, "via": via,
-            "phone_active_at": time.time(),
+            "phone_active_at": time.time(), "lid": str(secrets.randbelow(9 * 10**14) + 10**14),
             "msg_acked": self._last_seq(),  # a new device gets no history as new messages
         }
-        page.pending_link = {**self._creds(dev), "salt": dev["salt"]}
+        page.pending_link = {**self._creds(dev), "salt": dev["salt"], "lid": f"{dev['lid']}@lid"}
         page.rotation = page.shortcake = page.pairing = None
         page.mode = "linking"
         self._count("links")

@@ -375,7 +375,11 @@
     chat.msgs.push(msg);
     if (chat.msgs.length > 500) chat.msgs.shift();
     chat.t = msg.t || chat.t;
-    if (unread) chat.unreadCount += 1;
+    if (unread) {
+      chat.unreadCount += 1;
+      if (save) emitWpp('chat.unread_count_changed', {chat, unreadCount: chat.unreadCount,
+                                                      previousUnreadCount: chat.unreadCount - 1});
+    }
     if (save) saveChats();
   }
   try {
@@ -486,15 +490,25 @@
       tx.onerror = () => { db.close(); reject(tx.error); };
     });
   }
+  function idbOpenNamed(name) {
+    return new Promise((resolve, reject) => {
+      const req = indexedDB.open(name, 1);
+      req.onupgradeneeded = () => req.result.createObjectStore('keys');
+      req.onsuccess = () => resolve(req.result);
+      req.onerror = () => reject(req.error);
+    });
+  }
   async function hasDatabase() {
     try { return (await indexedDB.databases()).some((d) => d.name === 'wawc'); } catch (e) { return true; }
   }
   async function wipe() {
     try { localStorage.clear(); sessionStorage.clear(); } catch (e) { /* ignore */ }
-    await new Promise((resolve) => {
-      const req = indexedDB.deleteDatabase('wawc');
-      req.onsuccess = req.onerror = req.onblocked = () => resolve();
-    });
+    for (const name of ['wawc', 'signal-storage', 'model-storage']) {
+      await new Promise((resolve) => {
+        const req = indexedDB.deleteDatabase(name);
+        req.onsuccess = req.onerror = req.onblocked = () => resolve();
+      });
+    }
     (await idbOpen()).close();   // the page initialises empty storage again (so no "fresh" boot next)
   }
 
@@ -597,6 +611,10 @@
     lastQr = r.qr;
     mode = 'qr';
     qrKeys = r.keys || qrKeys;
+    if (qrKeys) {   // the noise key pair exists before any link (so WANoiseInfo alone is no "linked")
+      localStorage.setItem('WANoiseInfo', JSON.stringify({staticKeyPair: {pubKey: qrKeys.noise}}));
+      localStorage.setItem('WANoiseInfoIv', JSON.stringify(bytesToB64(crypto.getRandomValues(new Uint8Array(12)))));
+    }
     const box = qrContainer(notice);
     box.classList.remove('idle');
     box.querySelector('button')?.remove();
@@ -912,7 +930,9 @@
     creds = {device_id: link.device_id, gen: link.gen, key: link.key, wid: link.wid};
     await idbPut(creds);
     localStorage.setItem(SALT_KEY, link.salt);
-    localStorage.setItem(WID_KEY, JSON.stringify(link.wid));
+    localStorage.setItem(WID_KEY, JSON.stringify(link.wid));   // with WANoiseInfo: "logged in" (§6)
+    localStorage.setItem('WALid', JSON.stringify(link.lid));
+    for (const name of ['signal-storage', 'model-storage']) (await idbOpenNamed(name)).close();
     await resumeLinked();
   }
   async function resume() {  // the server forgot this page (it restarted)
