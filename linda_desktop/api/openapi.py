@@ -24,13 +24,19 @@ def document(port: int | None = None) -> dict[str, Any]:
             "description": (
                 "Lets a bot on this computer use the WhatsApp session Linda Desktop keeps alive. "
                 "Loopback only; every /v1 path except this document needs "
-                "`Authorization: Bearer <token>` (the token is in Diagnostics, or "
-                "`python -m linda_desktop.api token`). Errors are JSON: {error, message}. "
-                "Webhooks: each event below is also POSTed to `webhook_url` (settings) with "
-                "X-Linda-Event, X-Linda-Delivery and X-Linda-Signature: sha256=HMAC-SHA256(token, body)."),
+                "`Authorization: Bearer <token>` or `X-Api-Key: <token>` (the token is in Diagnostics, or "
+                "`linda-desktop api token`). Errors are JSON: {error, message}. Every inbound message, "
+                "ack and state change is stored first (deduplicated by WhatsApp's message id) and then "
+                "delivered: messages that arrived while the app was away come once, with backfilled: true. "
+                "Webhooks: each event below is also POSTed to `webhook_url` (settings), in order, at least "
+                "once, across restarts, with X-Linda-Event, X-Linda-Delivery (the event id) and "
+                "X-Linda-Signature: sha256=HMAC-SHA256(token, body); or, with webhook_format \"waha\", "
+                "WAHA's envelope signed with X-Webhook-Hmac (HMAC-SHA512). The WAHA-compatible routes "
+                "(/api/sessions, /api/{session}/auth/qr, /api/{session}/auth/request-code, /api/sendText, "
+                "/api/{session}/chats, /ping, /health; one session, default) follow WAHA's own OpenAPI."),
         },
         "servers": [{"url": server}],
-        "security": [{"bearer": []}],
+        "security": [{"bearer": []}, {"api_key": []}],
         "paths": {
             "/v1/status": {"get": {
                 "summary": "Session state and account",
@@ -47,11 +53,15 @@ def document(port: int | None = None) -> dict[str, Any]:
                     "401": _err("missing or wrong token")}}},
             "/v1/messages": {"post": {
                 "summary": "Send a text message",
+                "description": "Answers once WhatsApp accepted the message (ack 1); ack events follow. "
+                               "While not connected: 503, or 202 {queued, queue_id} with \"queue\": true "
+                               "(sent in order once connected; a sent or send_failed event follows).",
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {
                     "$ref": "#/components/schemas/SendRequest"}}}},
                 "responses": {
                     "200": {"description": "accepted by WhatsApp", "content": {"application/json": {
                         "schema": {"$ref": "#/components/schemas/SendResult"}}}},
+                    "202": {"description": "queued until WhatsApp is connected (queue: true)"},
                     "400": _err("bad body: not JSON, unknown or missing field, bad number, empty text"),
                     "401": _err("missing or wrong token"),
                     "413": _err("body larger than 512 KiB"),
@@ -61,19 +71,25 @@ def document(port: int | None = None) -> dict[str, Any]:
                     "504": _err("no confirmation in time (timeout)")}}},
             "/v1/events": {"get": {
                 "summary": "Server-Sent Events: incoming messages and state changes",
-                "description": "text/event-stream. Each event has `id:`, `event:` (message, state, qr) "
-                               "and `data:` (one JSON object, schema Event). The first event is the "
-                               "current state. Send Last-Event-ID to replay what you missed while the "
-                               "app kept running. A comment line is sent every 15 s.",
+                "description": "text/event-stream. Each stored event has `id:` (its number in the event "
+                               "log), `event:` (message, ack, state, liveness, bridge, sent, send_failed; "
+                               "qr is live only, without id) and `data:` (one JSON object with event_id). "
+                               "Send Last-Event-ID to get everything after it, also after the app "
+                               "restarted; without it the first event is the current state. A comment "
+                               "line is sent every 15 s.",
                 "responses": {"200": {"description": "stream", "content": {"text/event-stream": {
                     "schema": {"$ref": "#/components/schemas/Event"}}}},
                     "401": _err("missing or wrong token"),
                     "503": _err("too many event streams")}}},
+            "/v1/dead-letters/retry": {"post": {
+                "summary": "Put the webhook dead letters back in the queue",
+                "responses": {"200": {"description": "{requeued: n}"}, "401": _err("missing or wrong token")}}},
             "/v1/openapi.json": {"get": {"summary": "This document", "security": [],
                                           "responses": {"200": {"description": "OpenAPI 3.1"}}}},
         },
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},
+                                "api_key": {"type": "apiKey", "in": "header", "name": "X-Api-Key"}},
             "schemas": {
                 "Error": {"type": "object", "required": ["error", "message"],
                           "properties": {"error": {"type": "string"}, "message": {"type": "string"}}},
@@ -94,7 +110,9 @@ def document(port: int | None = None) -> dict[str, Any]:
                                     "to": {"type": "string", "description":
                                            "phone number with country code (\"+1 555 123 4567\") or a chat "
                                            "id (\"15551234567@c.us\", \"…@g.us\", \"…@lid\")"},
-                                    "text": {"type": "string", "minLength": 1, "maxLength": 65536}}},
+                                    "text": {"type": "string", "minLength": 1, "maxLength": 65536},
+                                    "queue": {"type": "boolean", "default": False,
+                                              "description": "keep it until WhatsApp is connected"}}},
                 "SendResult": {"type": "object", "properties": {
                     "id": {"type": ["string", "null"]}, "to": {"type": "string"},
                     "ack": {"type": ["integer", "null"]}}},
@@ -107,7 +125,14 @@ def document(port: int | None = None) -> dict[str, Any]:
                         "author": {"type": ["string", "null"], "description": "group member id"},
                         "type": {"type": "string", "description": "chat for text; image, audio, …"},
                         "text": {"type": ["string", "null"]},
-                        "timestamp": {"type": ["integer", "null"]}, "group": {"type": "boolean"}}},
+                        "timestamp": {"type": ["integer", "null"]}, "group": {"type": "boolean"},
+                        "backfilled": {"type": "boolean", "description": "arrived while the session was away"},
+                        "page_time": {"type": ["number", "null"], "description": "when the page saw it (epoch s)"},
+                        "event_id": {"type": "string"}}},
+                    {"type": "object", "title": "ack", "properties": {
+                        "event": {"const": "ack"}, "id": {"type": "string"}, "chat_id": {"type": "string"},
+                        "ack": {"type": "integer", "description": "1 sent, 2 delivered, 3 read, 4 played, -1 failed"},
+                        "event_id": {"type": "string"}}},
                     {"type": "object", "title": "state", "properties": {
                         "event": {"const": "state"}, "state": {"type": "string"},
                         "reason": {"type": "string"}, "account": {"type": "string"}}},

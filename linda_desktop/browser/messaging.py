@@ -344,6 +344,8 @@ class MessageBridge:
                 ack = _clean_ack(data)
                 if ack is not None:
                     self.on_page("ack", ack)
+            elif kind == "unread":
+                self.on_page("unread", {})
             elif kind == "bridge_ready":
                 info = data if isinstance(data, dict) else {}
                 self.ready_version = str(info.get("version", ""))[:40]

@@ -82,6 +82,8 @@ class BotLink:
         self._ready_deadline: float | None = None
         self._heal_not_before = 0.0
         self._monitor_task: asyncio.Task[Any] | None = None
+        self._replaying = False
+        self._replay_again = False
 
     # ------------------------------------------------------------------ settings
     def _setting(self, name: str, default: Any) -> Any:
@@ -148,6 +150,9 @@ class BotLink:
             self._emit_message(data)
         elif kind == "ack":
             self.service._fan_out(BotEvent("ack", data))
+        elif kind == "unread":
+            if self.service.state.value == "connected" and self.ready:
+                self._spawn(self._replay_coalesced())
         elif kind == "bridge_ready":
             self.ready = True
             self._ready_deadline = None
@@ -198,13 +203,28 @@ class BotLink:
         self.quiet_ok = await self.bridge.quiet(page, online)
         if not online and not self.quiet_ok:
             log.info("could not mark the device unavailable (wa-js has no markUnavailable here)")
-        await self.replay()
+        await self._replay_coalesced()
         since = self.connected_since
         for delay in REPLAY_AGAIN_SECONDS:
             await asyncio.sleep(delay)
             if self.connected_since is None or self.connected_since != since or self.service.stopping:
                 return  # disconnected (or reconnected: that run takes over)
-            await self.replay()
+            await self._replay_coalesced()
+
+    async def _replay_coalesced(self) -> None:
+        """One catch-up at a time; a request during one runs one more after it."""
+        if self._replaying:
+            self._replay_again = True
+            return
+        self._replaying = True
+        try:
+            while True:
+                self._replay_again = False
+                await self.replay()
+                if not self._replay_again:
+                    return
+        finally:
+            self._replaying = False
 
     async def replay(self) -> int:
         """Emit what arrived while we were away (deduplicated downstream by message id)."""
@@ -215,7 +235,7 @@ class BotLink:
         cap = int(self._setting("replay_max_messages", 500))
         try:
             marks = self.marks(self.connected_wall or time.time())
-        except Exception:  # noqa: BLE001 - without marks the catch-up still works (dedup by id)
+        except Exception:
             log.exception("replay marks unavailable")
             marks = {}
         since = int(time.time() - window_h * 3600)

@@ -59,7 +59,7 @@ def free_port() -> int:
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 class Client:
@@ -133,7 +133,7 @@ def bench_events(port: int, token: str, sim: Simulator, count: int) -> list[floa
         sim.deliver("15557654321", text)
         sent = time.perf_counter()  # the phone's send has returned: the server holds the message
         with cond:
-            if not cond.wait_for(lambda: text in arrived, 10):
+            if not cond.wait_for(lambda text=text: text in arrived, 10):
                 raise RuntimeError(f"event {i} never arrived")
         latencies.append((arrived[text] - sent) * 1000)
     conn.close()
@@ -182,7 +182,7 @@ def bench_webhook_latency(sim: Simulator, hook: Receiver, count: int) -> list[fl
         text = f"hook probe {i}"
         time.sleep(0.05 + (i % 7) * 0.023)
         sim.deliver("15557654322", text)
-        if not wait_until(lambda: hook.messages(text), 10, 0.005):
+        if not wait_until(lambda text=text: hook.messages(text), 10, 0.005):
             raise RuntimeError(f"webhook {i} never arrived")
         arrived, body = hook.messages(text)[0]
         out.append((arrived - float(body["page_time"])) * 1000)
@@ -272,7 +272,14 @@ def main() -> int:
         app.wait_for(lambda e: e.get("event") == "backup" and e.get("reason") == "link", 60)
         client = Client(port, token)
         assert wait_until(lambda: client.get("/v1/status").get("ready_to_send"), 30)
-        bench_send(port, token, 20, 1)  # warm-up
+        def one_send() -> bool:
+            try:
+                client.send("15550000001", "warm-up")
+                return True
+            except RuntimeError:
+                return False
+        assert wait_until(one_send, 60, 0.5), "no send succeeded"
+        bench_send(port, token, 19, 1)  # warm-up
         sequential = bench_send(port, token, args.messages, 1)
         concurrent = bench_send(port, token, args.messages, args.concurrency)
         latencies = bench_events(port, token, sim, args.events)

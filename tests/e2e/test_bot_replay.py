@@ -99,7 +99,9 @@ def link_and_stop(start_app: Any, sim: Any, *, kill: bool = False) -> None:
     app.wait_state("needs_link", 60)
     sim.link()
     app.wait_state("connected", 30)
-    time.sleep(1.0)
+    # Not in the middle of the first history sync (WhatsApp logs a device out that leaves then),
+    # and after the link backup.
+    app.wait_for(lambda e: e.get("event") == "backup" and e.get("reason") == "link", 60)
     if kill:
         app.kill()
     else:

@@ -79,6 +79,7 @@ def test_bridge_attached_through_the_context_hook_runs_before_the_page_scripts(
         page = WhatsAppPage(tmp_path / "p2", sim.url, **wa_options)
         await page.start()
         try:
+            await page.wait_for_state(PageState.QR, timeout=20)  # the document that stays
             await late.attach(page.page)
             status = await eventually_status(late, page)
             assert status["early"] is False

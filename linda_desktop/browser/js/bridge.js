@@ -92,9 +92,19 @@
     readyAt = Date.now();
     w.on('chat.new_message', onMessage);
     w.on('chat.msg_ack_change', onAck);
-    for (const name of ['conn.stream_info_changed', 'conn.stream_mode_changed', 'chat.unread_count_changed']) {
+    for (const name of ['conn.stream_info_changed', 'conn.stream_mode_changed']) {
       try { w.on(name, () => { lastEventAt = Date.now(); }); } catch (e) { /* older wa-js */ }
     }
+    // Messages WhatsApp adds without chat.new_message (its offline queue after a reconnect) raise
+    // the chats' unread counts: ask Python for a catch-up (coalesced).
+    let unreadTimer = null;
+    try {
+      w.on('chat.unread_count_changed', (ev) => {
+        lastEventAt = Date.now();
+        if (ev && Number(ev.unreadCount || 0) <= Number(ev.previousUnreadCount || 0)) return;
+        if (!unreadTimer) unreadTimer = setTimeout(() => { unreadTimer = null; emit('unread', {}); }, 250);
+      });
+    } catch (e) { /* older wa-js */ }
     emit('bridge_ready', {simulated: !!w.__simulated, version: String(w.version || '')});
   }
   const timer = setInterval(() => { hook(); if (hooked) clearInterval(timer); }, 100);
