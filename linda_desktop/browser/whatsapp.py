@@ -164,6 +164,7 @@ class WhatsAppPage:
         self._reads = 0
         self._extra_tabs_closed = 0
         self._tasks: set[asyncio.Future[None]] = set()
+        self._version_task: asyncio.Future[str | None] | None = None
 
     # ------------------------------------------------------------------ properties
     @property
@@ -219,7 +220,8 @@ class WhatsAppPage:
         cached = _UA_CACHE.get(self.executable)
         if cached:
             return cached
-        version = await asyncio.to_thread(read_browser_version, self.executable)
+        version = await self._version_task if self._version_task is not None else \
+            await asyncio.to_thread(read_browser_version, self.executable)
         if version:
             ua = desktop_user_agent(version)
         else:  # e.g. Windows Chrome prints no --version: ask the browser itself
@@ -267,13 +269,17 @@ class WhatsAppPage:
         if forgotten:
             log.info("forgot the tabs of the last run: %s", ", ".join(forgotten))
         self._changed = asyncio.Event()
+        # Start-up path kept as short as the bare floor: the browser's version (for the user
+        # agent) is read while the driver starts, the binding and the script go in together.
+        if not self.user_agent and self.executable not in _UA_CACHE:
+            self._version_task = asyncio.ensure_future(asyncio.to_thread(read_browser_version, self.executable))
         self._pw, self._driver_pid = await driver.start(lambda: self._died("driver gone"))
         try:
             ua = await self._resolve_user_agent()
             self._context = await self._pw.chromium.launch_persistent_context(
                 str(self.profile_dir), **self._launch_options(ua))
-            await self._context.expose_binding(watch.BINDING, self._on_push)
-            await self._context.add_init_script(script=watch.watcher_source(self.selectors))
+            await asyncio.gather(self._context.expose_binding(watch.BINDING, self._on_push),
+                                 self._context.add_init_script(script=watch.watcher_source(self.selectors)))
             if self.on_context is not None:
                 await self.on_context(self._context)
         except PlaywrightError as err:
@@ -289,7 +295,7 @@ class WhatsAppPage:
             raise
         self._context.on("close", lambda _ctx: self._died("browser closed"))
         self._version = self._context.browser.version if self._context.browser else None
-        self._pid = await self._find_pid()
+        pid_task = asyncio.ensure_future(self._find_pid())   # answered while the page loads
         pages = list(self._context.pages)
         page = pages[0] if pages else await self._context.new_page()
         for extra in pages[1:]:
@@ -301,9 +307,10 @@ class WhatsAppPage:
             if self.hidden_window:
                 await self._window.hide()
             self._visible = not self.hidden_window
+        await self._goto()
+        self._pid = await pid_task
         mode = "hidden window" if self.hidden_window else ("headless" if self.headless else "visible")
         log.info("browser started: pid=%s version=%s %s", self._pid, self._version, mode)
-        await self._goto()
 
     async def _abandon_launch(self) -> None:
         context, self._context = self._context, None
