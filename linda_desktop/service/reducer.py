@@ -113,6 +113,7 @@ class Model:
     was_connected: bool = False
     connected_at: float | None = None  # when this recovery's session reached connected (probation)
     pending_good: tuple[A.Action, ...] = ()  # MarkKnownGood / ConfirmExitBackup once probation passed
+    counted: bool = False              # this recovery's restore is counted (once, however many tries)
     link_backup_due: bool = False
     link_backup_at: float | None = None
     next_backup_at: float | None = None
@@ -163,7 +164,8 @@ def _for_link(model: Model) -> bool:
 def _fresh_link(model: Model, code: StateCode, reason: str | None) -> Model:
     """From now on a QR page is a link to make, not a logout."""
     return replace(model, expect_session=False, damaged=False, count_resume=False, restores=(), restored_from=None,
-                   pending_logout=None, no_backup_left=False, connected_at=None, pending_good=(), link_code=code,
+                   pending_logout=None, no_backup_left=False, connected_at=None, pending_good=(), counted=False,
+                   link_code=code,
                    link_reason=reason)
 
 
@@ -179,7 +181,7 @@ def boot(model: Model, facts: Boot) -> Result:
                     restored_from=None, pending_logout=facts.last_logout if facts.linked else None,
                     link_backup_due=facts.linked and facts.link_backup_missing, link_code=StateCode.FIRST_LINK,
                     link_reason=None, parked=False, no_backup_left=False, launched=False, connected_at=None,
-                    pending_good=())
+                    pending_good=(), counted=False)
     if damaged:
         why = "the live profile is damaged: " + ("; ".join(facts.problems) or "session data missing")
         model, acts = _say(model, SessionState.RESTORING, StateCode.LOCAL_DAMAGE, why)
@@ -233,7 +235,8 @@ def _first_connected(model: Model, now: float) -> Result:
     account = model.account or ""
     pending: tuple[A.Action, ...] = ()
     if model.count_resume or model.restored_from:
-        acts.append(A.RecordMeta("restore", {"source": model.restored_from or "profile", "account": account}))
+        if not model.counted:
+            acts.append(A.RecordMeta("restore", {"source": model.restored_from or "profile", "account": account}))
         pending = (A.MarkKnownGood(model.restored_from),) if model.restored_from else (A.ConfirmExitBackup(),)
     elif not model.expect_session:
         acts.append(A.RecordMeta("link", {"account": account}))
@@ -243,7 +246,8 @@ def _first_connected(model: Model, now: float) -> Result:
         else now + model.config.backup_interval_seconds
     model = replace(model, page_connected=True, was_connected=True, expect_session=True, count_resume=False,
                     restored_from=None, pending_logout=None, no_backup_left=False, next_backup_at=next_backup,
-                    link_code=StateCode.FIRST_LINK, link_reason=None, connected_at=now, pending_good=pending)
+                    link_code=StateCode.FIRST_LINK, link_reason=None, connected_at=now, pending_good=pending,
+                    counted=model.counted or bool(pending))
     return model, acts
 
 
@@ -257,7 +261,7 @@ def _probation(model: Model, now: float) -> Result:
 def settle_recovery(model: Model) -> Result:
     """End the recovery: forget its restores and confirm the backup (also at a clean exit while connected)."""
     pending = model.pending_good if model.session == SessionState.CONNECTED else ()
-    model = replace(model, connected_at=None, pending_good=(), restores=(), damaged=False)
+    model = replace(model, connected_at=None, pending_good=(), restores=(), damaged=False, counted=False)
     return model, list(pending)
 
 

@@ -9,6 +9,7 @@ German browser (Chromium's language preference in the profile, the page followin
 | test                                   | row / bullet                                                       |
 | -------------------------------------- | ------------------------------------------------------------------ |
 | test_local_code_0_restores_one_older   | local, code 0: newest rejected the same way → one older generation |
+|   [late]                               | bullet: … answered with code 0 ~seconds after it connected         |
 | test_local_in_page_reason_is_captured  | local, in-page reason with no URL code (storage_quota_exceeded)    |
 | test_local_at_most_two_restores        | local, every backup rejected: two restores, then damage in words   |
 | test_removed_by_the_phone              | removed (user_initiated): no restore, archive, QR                  |
@@ -16,6 +17,7 @@ German browser (Chromium's language preference in the profile, the page followin
 | test_account_locked                    | locked (code 3): words, no QR loop                                 |
 | test_banned                            | banned (TOS_BLOCK): words, no QR loop                              |
 | test_no_reason_gets_one_restore        | unknown (post_logout alone): one restore of the newest, then QR    |
+| test_no_reason_while_still_linked      | bullet: post_logout=1, no reason, the phone still lists the device |
 | test_sync_failure_gets_one_restore     | sync failure (code 2): one restore, then QR; backups stay usable   |
 | test_fresh_profile_is_a_first_link     | bullet: a never-linked profile boots through logout_reason=0       |
 | test_restart_before_linking            | bullet: a restart before the first link is never "unlinked"        |
@@ -102,7 +104,10 @@ def logout_seen(data_dir: Path) -> list[dict[str, Any]]:
 
 # ------------------------------------------------------------------------------------ DESIGN §4, local
 
-def test_local_code_0_restores_one_older(linked: AppProcess, start_app, data_dir: Path, sim) -> None:
+@pytest.mark.parametrize("late", [False, True], ids=["at_once", "late"])
+def test_local_code_0_restores_one_older(late: bool, linked: AppProcess, start_app, data_dir: Path, sim) -> None:
+    if late:  # the field report: the page connects, then is logged out with code 0 seconds later
+        sim.configure(rejection_delay_seconds=4)
     second = relaunch_cycle(start_app, linked)  # backups: link, exit (gen n), ...
     stop(second)                                # ... exit (gen n+1): the newest holds the newest generation
     before = backup_ids(data_dir)
@@ -110,7 +115,8 @@ def test_local_code_0_restores_one_older(linked: AppProcess, start_app, data_dir
     count = state_file(data_dir)["restore_count"]
     sim.tear_rotation()  # the server rejects the newest generation with code 0 (web_fail_offline_resume)
     app = start_app()
-    app.wait_state("connected", 120)
+    app.wait_for(lambda e: e.get("event") == "restore" and e["from"] == newest_first[1], 120)
+    app.wait_state("connected", 60, after=len(app.events) - 1)
     restores = [e["from"] for e in app.of("restore")]
     assert restores == newest_first[:2], f"newest, then one older: {app.summary()}"
     assert ("restoring", "local_damage") in codes(app)
@@ -224,6 +230,18 @@ def test_no_reason_gets_one_restore(linked: AppProcess, start_app, data_dir: Pat
     assert len(app.of("restore")) == 1, app.summary()
     assert quarantined(data_dir) == [], "a guess archives nothing"
     assert_backups_usable(data_dir, before)
+
+
+def test_no_reason_while_still_linked(linked: AppProcess, data_dir: Path, sim) -> None:
+    mark = len(linked.events)
+    assert wait_until(lambda: sim.logout_pages() >= 1, 15), "no live page to log out"
+    linked.wait_for(lambda e: e.get("event") == "restore", 60, after=mark)
+    linked.wait_state("connected", 60, after=mark)
+    assert len(linked.of("restore")) == 1 and linked.of("qr")[-1:] == [e for e in linked.of("qr")
+                                                                         if linked.events.index(e) < mark][-1:]
+    assert "logged_out" not in [e["state"] for e in linked.events[mark:] if e.get("event") == "state"]
+    assert [d["cause"] for d in logout_seen(data_dir)] == ["unknown"]
+    assert quarantined(data_dir) == [] and state_file(data_dir).get("revoked_before") is None
 
 
 def test_sync_failure_gets_one_restore(linked: AppProcess, start_app, data_dir: Path, sim) -> None:

@@ -171,11 +171,13 @@ def test_R2_restored_backup_resumes_through_pairing_and_becomes_known_good() -> 
 def test_R7_restored_backup_rejected_seconds_after_connecting_goes_one_older() -> None:
     m, _ = play(booted(), logged_out(code="0"))
     m, _ = R.restore_done(m, "new")
-    m, _ = play(m, snap(PageState.RESUMING), connected())
+    m, acts = play(m, snap(PageState.RESUMING), connected())
+    assert "restore" in meta(acts)
     m, acts = R.step(m, logged_out(code="0"), T + 7)
     assert of(acts, A.Restore)[0].tried == ("new",) and not of(acts, A.MarkKnownGood)
     m, _ = R.restore_done(m, "mid")
-    m, _ = play(m, connected())
+    m, acts = play(m, connected())
+    assert "restore" not in meta(acts), "one recovery counts once"
     m, acts = R.step(m, connected(), T + 30)
     assert of(acts, A.MarkKnownGood) == [A.MarkKnownGood("mid")]
     no_destruction(acts)
