@@ -482,6 +482,20 @@ def list_backups(backups_dir: Path, key: bytes | None = None) -> list[BackupInfo
     return BackupStore(backups_dir, key).list()
 
 
+def list_backups_checked(backups_dir: Path, passphrase_file: Path) -> list[BackupInfo]:
+    """``list_backups`` with ``key_matches`` checked when the backup key can be had without
+    creating one (keyring or passphrase); keyless (None) when it cannot. For `status` and
+    `backups` with the app stopped."""
+    from linda_desktop.base.errors import LindaError
+    from linda_desktop.session.keystore import KeyStore
+
+    try:
+        key: bytes | None = KeyStore(passphrase_file).load_key(create=False)
+    except LindaError:
+        key = None
+    return list_backups(backups_dir, key)
+
+
 def count_other_key(backups_dir: Path, key: bytes) -> int:
     """How many backups on disk were made with another key (readable header, other fingerprint).
 

@@ -432,3 +432,22 @@ def test_verify_all_and_restore_fall_back_to_the_newest_that_verifies(store: Bac
     good.path.unlink()
     with pytest.raises(NoBackups, match=re.escape(broken.id)):
         store.newest_verified()
+
+
+def test_listing_checks_the_key_when_it_can_be_had(data: Path, profile: tuple[Path, str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from linda_desktop.session.backup import list_backups_checked
+    from linda_desktop.session.keystore import KeyStore
+
+    profile_dir, origin = profile
+    passphrase_file = data / "backup-passphrase.json"
+    KeyStore(passphrase_file).enable_passphrase("correct horse")
+    monkeypatch.setenv("LINDA_BACKUP_PASSPHRASE", "correct horse")
+    key = KeyStore(passphrase_file).load_key(create=False)
+    mine = BackupStore(data / "backups", key).create(profile_dir, origin_url=origin)
+    theirs = BackupStore(data / "backups", os.urandom(32)).create(profile_dir, origin_url=origin)
+    checked = {b.id: b.key_matches for b in list_backups_checked(data / "backups", passphrase_file)}
+    assert checked == {mine.id: True, theirs.id: False}
+    monkeypatch.delenv("LINDA_BACKUP_PASSPHRASE")  # no key at hand: listed, nothing claimed
+    checked = {b.id: b.key_matches for b in list_backups_checked(data / "backups", passphrase_file)}
+    assert checked == {mine.id: None, theirs.id: None}
