@@ -643,6 +643,35 @@ def test_internals_hidden_leaves_only_the_dom(simulator: Simulator, chromium: st
 
 
 @pytest.mark.browser
+def test_a_connected_page_rides_out_offline_and_a_server_restart_in_german(simulator: Simulator,
+                                                                          chromium: str, tmp_path):
+    simulator.configure(sync_seconds=0)
+
+    async def scenario() -> None:
+        async with chromium_profile(chromium, tmp_path / "p", locale="de-DE") as b:
+            page = await b.open(simulator.url)
+            await page.wait_for_selector("div[data-ref]", timeout=10000)
+            assert await page.locator("canvas[aria-label='Scanne diesen QR-Code, um ein Gerät zu verknüpfen!']").count()
+            simulator.link()
+            await b.wait_state(page, "CONNECTED", synced=True)
+            simulator.offline()
+            await b.wait_state(page, "TIMEOUT")
+            assert (await b.socket(page))[2:] == ["OFFLINE", "MAIN", "OFFLINE"]
+            await page.get_by_text("Computer nicht verbunden").wait_for(timeout=3000)
+            assert await page.locator("#pane-side div[role='row']").count() == 4   # the chat list stays
+            simulator.online()
+            await b.wait_state(page, "CONNECTED")
+            simulator.stop()   # the server vanishes: connecting, then offline
+            await b.wait_state(page, "TIMEOUT", timeout=10)
+            simulator.start()
+            await b.wait_state(page, "CONNECTED", timeout=15)
+            assert await page.get_by_text("Computer nicht verbunden").count() == 0
+            assert simulator.pages()[-1]["device_id"] == simulator.devices()["devices"][0]["device_id"]
+
+    run(scenario())
+
+
+@pytest.mark.browser
 def test_canvas_only_qr_is_built_from_internals(simulator: Simulator, chromium: str, tmp_path):
     simulator.configure(qr_data_ref=False)
     # whatsapp-web.js's recipe (src/Client.js) with the module names it uses.
