@@ -165,11 +165,36 @@ def test_sigkill_and_a_receiver_down_for_a_while_lose_nothing(start_app, sim, da
     assert receiver.bad == 0
 
 
-def test_waha_envelope_signed_with_hmac_sha512(start_app, sim, data_dir: Path, receiver: Receiver) -> None:
-    write_settings(data_dir, api_enabled=True, api_port=free_port(), webhook_url=receiver.url,
+def waha(base: str, token: str, path: str, body: Any = None) -> tuple[int, Any]:
+    import urllib.error
+    import urllib.request
+
+    headers = {"X-Api-Key": token, "Accept": "application/json"}
+    data = json.dumps(body).encode() if body is not None else None
+    if data is not None:
+        headers["Content-Type"] = "application/json"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(base + path, data=data, headers=headers), timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"null")
+
+
+def test_waha_envelope_signed_with_hmac_sha512(start_app, sim, data_dir: Path, receiver: Receiver,
+                                               token: str) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    write_settings(data_dir, api_enabled=True, api_port=port, webhook_url=receiver.url,
                    flush_delay_seconds=1, webhook_format="waha")
     app = start_app()
     app.wait_state("needs_link", 60)
+    assert wait_until(lambda: waha(base, token, "/api/sessions/default")[0] == 200, 20)
+    assert waha(base, token, "/api/sessions/default")[1]["status"] == "SCAN_QR_CODE"
+    status, qr = waha(base, token, "/api/default/auth/qr?format=raw")
+    assert status == 200 and qr["value"].startswith("2@")
+    # A pairing code instead of the QR (WAHA's request-code), from the page as WhatsApp gives it.
+    status, code = waha(base, token, "/api/default/auth/request-code", {"phoneNumber": "15550001234"})
+    assert status == 201 and len(code["code"].replace("-", "")) == 8, code
     sim.link()
     app.wait_state("connected", 30)
     assert wait_until(lambda: any(p.get("event") == "session.status" and p["payload"]["status"] == "WORKING"
@@ -182,6 +207,12 @@ def test_waha_envelope_signed_with_hmac_sha512(start_app, sim, data_dir: Path, r
     assert env["payload"]["body"] == "hello waha" and env["payload"]["fromMe"] is False
     assert env["payload"]["from"] == f"{CUSTOMER}@c.us" and env["payload"]["backfilled"] is False
     assert receiver.bad == 0
+    status, chats = waha(base, token, "/api/default/chats")
+    assert status == 200 and any(c["id"] == f"{CUSTOMER}@c.us" and c["unreadCount"] >= 1 for c in chats), chats
+    status, sent = waha(base, token, "/api/sendText", {"session": "default", "chatId": f"{CUSTOMER}@c.us",
+                                                       "text": "hi from WAHA"})
+    assert status == 201 and sent["fromMe"] is True and sent["id"].startswith("true_"), sent
+    assert any(m["text"] == "hi from WAHA" for m in sim.sent_messages())
     statuses = [p["payload"]["status"] for p in receiver.posts if p["event"] == "session.status"]
     # The API starts after the service's first "starting": it reports from the QR screen on.
     assert statuses.index("SCAN_QR_CODE") < statuses.index("WORKING")
