@@ -263,6 +263,18 @@ def test_a_late_rejection_and_a_server_logout_leave_the_device_linked(simulator:
     assert simulator.devices()["revoked"][0]["revoked"]["reason"] == "user_initiated"
 
 
+def test_has_synced_can_lag_forever(simulator: Simulator):
+    simulator.configure(sync_seconds=-1, resume_sync_seconds=-1)
+    req = simulator._request
+    req("POST", "/_sim/api/qr", {"page_id": "a"})
+    simulator.link()
+    link = req("GET", "/_sim/api/poll?page_id=a&mode=qr")["link"]
+    assert _login(simulator, "a", link)["first_sync"] is True
+    time.sleep(0.3)
+    assert req("GET", "/_sim/api/poll?page_id=a&mode=connected")["synced"] is False
+    assert simulator.devices()["devices"][0]["history_synced"] is False
+
+
 def test_restart_keeps_devices_and_config_and_the_cli_overrides(tmp_path: Path):
     port = free_port()
     sim = Simulator(port, tmp_path / "state", loading_seconds=0.3)

@@ -851,7 +851,7 @@
     mode = 'blocked';
     setState(kind, 'NORMAL', kind);
     const text = kind === 'PROXYBLOCK' ? T.proxy_text : T.block_text;
-    show(el(`<div class="closed blocked" data-state="${esc(kind)}">${WORDMARK}<h1>${esc(T[kind])}</h1><p>${esc(text)}</p></div>`));
+    show(el(`<div class="closed blocked">${WORDMARK}<h1>${esc(T[kind])}</h1><p>${esc(text)}</p></div>`));
   }
   function renderDeprecated() {
     mode = 'deprecated';
