@@ -236,21 +236,6 @@ class ChunkDir:
         with open(self.path(name), "rb") as handle:
             return handle.read(PIECE_SIZE + 4096)
 
-    def names(self) -> list[str]:
-        """Every chunk name stored for this key."""
-        found = []
-        try:
-            subs = list(os.scandir(self.root))
-        except FileNotFoundError:
-            return []
-        for sub in subs:
-            if not sub.is_dir(follow_symlinks=False):
-                continue
-            for entry in os.scandir(sub.path):
-                if _NAME_RE.match(entry.name) and entry.name[:2] == sub.name:
-                    found.append(entry.name)
-        return found
-
     def sweep(self, referenced: set[str], alive: Any) -> int:
         """Delete every chunk not in ``referenced`` and temp files of dead writers; returns the count."""
         removed = 0
