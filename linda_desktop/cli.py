@@ -118,7 +118,11 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    # `api …` hands everything after it to the bot API's own parser (its --help included).
+    args, api_extra = parser.parse_known_args(raw) if "api" in raw else (parser.parse_args(raw), [])
+    if api_extra and args.command != "api":
+        parser.error(f"unrecognized arguments: {' '.join(api_extra)}")
     if args.command is None and (problem := display_problem()):
         print(f"linda-desktop: {problem}", file=sys.stderr)
         return 1
@@ -126,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from linda_desktop.api.__main__ import main as api_main
 
         data_dir = resolve_options(args)[0]
-        return api_main([*args.api_args, *(["--data-dir", data_dir] if data_dir else [])])
+        return api_main([*api_extra, *args.api_args, *(["--data-dir", data_dir] if data_dir else [])])
     if args.command == "run" and hasattr(signal, "SIGTERM"):
         signal.signal(signal.SIGTERM, _interrupt)  # until `run` installs its own: a stop, like Ctrl-C
     try:

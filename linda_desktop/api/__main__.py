@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 parser.error("set-webhook needs a URL or --clear")
         settings.save(paths.settings_file)
-        print(f"{paths.settings_file}: api_enabled={settings.api_enabled} webhook_url={settings.webhook_url}")
+        print(f"{paths.settings_file}: api_enabled={settings.api_enabled} webhook_url={settings.webhook_url} "
+              f"webhook_format={settings.webhook_format}")
         return 0
     except LindaError as exc:
         print(f"linda-desktop: {exc}", file=sys.stderr)
