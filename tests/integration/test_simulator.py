@@ -263,6 +263,14 @@ def test_a_late_rejection_and_a_server_logout_leave_the_device_linked(simulator:
     assert simulator.devices()["revoked"][0]["revoked"]["reason"] == "user_initiated"
 
 
+def test_channel_messages_arrive_but_cannot_be_answered(simulator: Simulator):
+    sent = simulator.deliver("15557654321", "news", chat_id="120363012345678901@newsletter")
+    assert sent["chat_id"] == "120363012345678901@newsletter"
+    assert simulator.messages()[-1]["chat_id"] == "120363012345678901@newsletter"
+    with pytest.raises(SimulatorError):
+        simulator.deliver("15557654321", "x", chat_id="123@broadcast")
+
+
 def test_has_synced_can_lag_forever(simulator: Simulator):
     simulator.configure(sync_seconds=-1, resume_sync_seconds=-1)
     req = simulator._request

@@ -68,6 +68,7 @@ CODE_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTVWXYZ"
 MAX_MESSAGES = 2000       # messages kept (and saved) for the phone's view
 MAX_TEXT = 65536          # WhatsApp's own limit on a text message
 _WID_RE = re.compile(r"^\d{5,20}@(c\.us|g\.us|lid)$")
+_INBOUND_CHAT_RE = re.compile(r"^\d{5,20}@(c\.us|g\.us|lid|newsletter)$")   # channels only write to us
 COUNTER_NAMES = ("link_attempts", "links", "logins", "takeovers", "takeover_calls", "use_here_clicks",
                  "text_clicks", "testid_clicks", "require_calls_before_boot", "require_calls", "boots",
                  "refresh_qr_calls", "logouts", "rejected_generations", "passkey_links",
@@ -923,8 +924,8 @@ class Engine:
             if not isinstance(text, str) or not text or len(text) > MAX_TEXT:
                 raise SimError("bad_text", f"text must be a non-empty string of at most {MAX_TEXT} characters", 400)
             chat = chat_id or f"{sender}@c.us"
-            if not _WID_RE.match(chat):
-                raise SimError("bad_chat", "chat_id must look like 123@c.us or 123@g.us", 400)
+            if not _INBOUND_CHAT_RE.match(chat):
+                raise SimError("bad_chat", "chat_id must look like 123@c.us, 123@g.us, 123@lid or 123@newsletter", 400)
             message = self._record(direction="in", id="3EB0" + secrets.token_hex(8).upper(),
                                    account=account or self.config["account"], chat_id=chat,
                                    sender=f"{sender}@c.us", name=name or None, text=text)
