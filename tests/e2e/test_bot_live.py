@@ -172,11 +172,10 @@ def test_connected_but_dead_is_noticed_recorded_and_healed(start_app, sim, data_
     assert time.monotonic() - frozen_at < 25
     sim.freeze(False)
     assert wait_until(lambda: call(base, token, "/v1/status")[1]["state"] == "connected", 40)
-    history = json.loads((data_dir / "state" / "session.json").read_text()) \
-        if (data_dir / "state" / "session.json").exists() else None
+    history = json.loads((data_dir / "state" / "session-state.json").read_text())
     episodes = call(base, token, "/v1/status")[1]["messaging"].get("link", {}).get("liveness_episodes") or []
     # Seen as a failed server round trip, or as the page's stream leaving NORMAL, whichever comes first.
     assert episodes and episodes[0]["why"] in ("health_failed", "stream") and episodes[0]["action"] == "reload", \
         episodes
-    if history is not None:
-        assert any(h.get("event") == "liveness" for h in history.get("history", [])), history
+    assert any(h.get("event") == "liveness" and h["details"]["action"] == "reload"
+               for h in history.get("history", [])), history

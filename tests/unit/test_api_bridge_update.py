@@ -193,7 +193,7 @@ def test_the_bot_link_rolls_back_a_bridge_not_ready_in_time(registry: Registry, 
     sent = [e.to_json() for e in events if getattr(e, "kind", None) == "bridge"]
     assert sent == [{"event": "bridge", "state": "not_ready", "version": "4.8.0", "rolled_back": True}]
     history = service.meta.snapshot().get("history", [])
-    assert any(h.get("event") == "bridge_not_ready" for h in history), history
+    assert any(h.get("event") == "bridge_not_ready" and h["details"]["rolled_back"] for h in history), history
     # A bridge that did become ready is never rolled back.
     link._ready_deadline = time.monotonic() - 1
     link.ready = True
