@@ -831,6 +831,7 @@ def test_passkey_link_completes_in_a_visible_window_with_a_virtual_authenticator
             await page.get_by_test_id("shortcake_code_confirm_button").click()
             await b.wait_state(page, "CONNECTED", synced=True, timeout=10)
             assert {p["page_id"] for p in sim.pages() if p["live"]} == page_ids   # one page throughout
+            assert sim.counters()["qr_lists"] == 1   # no second QR
             assert query(page.url) == {"post_logout": "1", "logout_reason": "0"}   # no reload since the QR
 
     with sim:

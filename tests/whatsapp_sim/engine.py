@@ -72,7 +72,7 @@ _INBOUND_CHAT_RE = re.compile(r"^\d{5,20}@(c\.us|g\.us|lid|newsletter)$")   # ch
 COUNTER_NAMES = ("link_attempts", "links", "logins", "takeovers", "takeover_calls", "use_here_clicks",
                  "text_clicks", "testid_clicks", "require_calls_before_boot", "require_calls", "boots",
                  "refresh_qr_calls", "logouts", "rejected_generations", "passkey_links",
-                 "pairing_codes", "pairing_code_links", "deprecated_loads", "conflicts", "online_shown")
+                 "pairing_codes", "pairing_code_links", "deprecated_loads", "conflicts", "online_shown", "qr_lists")
 
 
 class SimError(Exception):
@@ -264,6 +264,11 @@ class Engine:
         page.require_before = page.require_total = 0
         self.pages.pop(page.page_id, None)
 
+    def _new_rotation(self, page: PageRec) -> Rotation:
+        page.rotation = Rotation.new(self.config)
+        self._count("qr_lists")
+        return page.rotation
+
     def _touch_device(self, device_id: str | None) -> None:
         dev = self.devices.get(device_id or "")
         if dev is not None:
@@ -339,7 +344,7 @@ class Engine:
             page = self._page(page_id, user_agent)
             page.mode, page.device_id, page.conflict, page.pairing = "qr", None, False, None
             page.shortcake = None
-            page.rotation = Rotation.new(self.config)
+            self._new_rotation(page)
             if via == "refresh_qr":
                 self._count("refresh_qr_calls")
             return page.rotation.public(time.monotonic())
@@ -607,7 +612,7 @@ class Engine:
         if now >= sc["deadline"]:
             self._event("passkey_timeout", page_id=page.page_id, stage=sc["stage"])
             page.shortcake = None
-            page.rotation = Rotation.new(self.config)
+            self._new_rotation(page)
             page.mode = "qr"
             return {"stage": "expired"}
         if sc["stage"] == "waiting_for_phone" and sc["phone_at"] is not None and now >= sc["phone_at"]:
@@ -629,7 +634,7 @@ class Engine:
             if sc is None:
                 return {"status": "gone"}
             if action == "cancel":
-                page.shortcake, page.rotation, page.mode = None, Rotation.new(self.config), "qr"
+                page.shortcake, page.rotation, page.mode = None, None, "qr"   # the page asks for a new QR
                 self._event("passkey_cancel", page_id=page_id)
                 return {"status": "cancelled"}
             if action == "error":
