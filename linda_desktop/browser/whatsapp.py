@@ -62,6 +62,7 @@ LAUNCH_ARGS = (
 NAV_TIMEOUT_MS = 60_000
 SAFETY_NET_SECONDS = 30.0
 READ_TIMEOUT_SECONDS = 10.0
+URL_SETTLE_SECONDS = 1.0
 _PLATFORM_TOKENS = {"windows": "Windows NT 10.0; Win64; x64",
                     "macos": "Macintosh; Intel Mac OS X 10_15_7",
                     "linux": "X11; Linux x86_64"}
@@ -165,6 +166,7 @@ class WhatsAppPage:
         self._extra_tabs_closed = 0
         self._tasks: set[asyncio.Future[None]] = set()
         self._version_task: asyncio.Future[str | None] | None = None
+        self._moved_at = 0.0
 
     # ------------------------------------------------------------------ properties
     @property
@@ -353,11 +355,15 @@ class WhatsAppPage:
         page = self._page
         if page is None or frame is not page.main_frame:
             return
-        self._reading = None   # the new document's watcher pushes its first reading at once
+        # A reading whose href is not the page's URL any more counts as "navigating" (see
+        # _current) until the page pushes again: a new document at once, the same document
+        # when its watcher sees the URL change (history API).
+        self._moved_at = asyncio.get_running_loop().time()
         self._wake()
 
     async def _goto(self) -> None:
         assert self._page is not None
+        self._reading = None   # the same URL again: the old document's reading is over
         try:
             await self._page.goto(self.url, wait_until="domcontentloaded", timeout=NAV_TIMEOUT_MS)
             self._nav_error = None
@@ -434,6 +440,10 @@ class WhatsAppPage:
             self._logout_reason = None   # a later page is connected: that logout is over
         self._wake()
 
+    def _url_moved(self) -> bool:
+        page = self._page
+        return page is not None and self._reading is not None and self._reading.get("href") != page.url
+
     def _current(self) -> PageSnapshot:
         """The snapshot from what the page last pushed (no round trip)."""
         page = self._page
@@ -442,7 +452,7 @@ class WhatsAppPage:
         url = page.url
         if url.startswith("chrome-error://") or (self._nav_error and not url.startswith("http")):
             return PageSnapshot(PageState.OFFLINE)
-        if self._reading is None:
+        if self._reading is None or self._reading.get("href") != url:
             return PageSnapshot(PageState.LOADING, logout=logout_info(url, self.selectors, self._logout_reason))
         return classify(self._reading, self.selectors, url=url, logout_reason=self._logout_reason)
 
@@ -496,7 +506,10 @@ class WhatsAppPage:
                 self._changed.clear()
             snap = self._current()
             now = loop.time()
-            if differs(previous, snap) or now >= deadline or self._crashed or self._page is None:
+            # The URL moved on and the page has not pushed yet: wait for it a moment rather
+            # than report a "loading" flicker (a new document pushes within milliseconds).
+            settling = self._url_moved() and now < self._moved_at + URL_SETTLE_SECONDS
+            if (differs(previous, snap) and not settling) or now >= deadline or self._crashed or self._page is None:
                 return snap
             if self._nav_error and now >= self._retry_at and not self._closing:
                 await self._goto()
@@ -507,6 +520,8 @@ class WhatsAppPage:
                     return snap
                 continue
             wake_at = min(deadline, self._last_answer + self.safety_net_seconds)
+            if settling:
+                wake_at = min(wake_at, self._moved_at + URL_SETTLE_SECONDS)
             if self._nav_error:
                 wake_at = min(wake_at, self._retry_at)
             assert self._changed is not None

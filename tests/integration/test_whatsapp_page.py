@@ -348,6 +348,24 @@ def test_page_changes_without_a_state_change_push_nothing(simulator: Simulator, 
 
 
 @browser
+def test_a_url_change_without_a_new_document_is_pushed(simulator: Simulator, wa_options, tmp_path):
+    async def scenario() -> None:
+        wa = WhatsAppPage(tmp_path / "profile", simulator.url, **wa_options)
+        await wa.start()
+        try:
+            snap = await wa.wait_for_state(S.QR, timeout=15)
+            reads = wa.reads
+            await wa.page.evaluate("history.replaceState(null, '', '/?post_logout=1&logout_reason=3')")
+            later = await wa.wait_for_change(snap, 5)
+            assert later.state is S.QR and later.logout is not None and later.logout.code == "3", later
+            assert wa.reads == reads
+        finally:
+            await wa.close()
+
+    run(scenario())
+
+
+@browser
 def test_safety_net_reads_a_page_that_went_quiet(simulator: Simulator, wa_options, tmp_path):
     """No push for the safety-net interval: one read confirms the page still answers."""
 

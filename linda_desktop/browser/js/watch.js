@@ -427,6 +427,18 @@
     enumerable: false, configurable: false, writable: false,
   });
 
+  // The URL can change without a new document (history API): the reading's href tells the app.
+  for (const name of ['pushState', 'replaceState']) {
+    try {
+      const original = history[name];
+      if (typeof original === 'function') {
+        history[name] = function () { const out = original.apply(this, arguments); schedule(); return out; };
+      }
+    } catch (e) { /* ignore */ }
+  }
+  window.addEventListener('popstate', schedule);
+  window.addEventListener('hashchange', schedule);
+
   if (document.documentElement) observe();
   else document.addEventListener('readystatechange', observe, {once: true});
   document.addEventListener('DOMContentLoaded', schedule);
