@@ -700,7 +700,7 @@ class ApiServer:
             if svc.account and current["state"] == "connected":
                 current["account"] = svc.account
             writer.write(self._frame(None, "state", current))
-            sent_up_to = self.store.last_seq() if self.store is not None else 0
+            sent_up_to = 0  # from now on: whatever is published
         eof = asyncio.ensure_future(reader.read(1))
         try:
             await writer.drain()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -178,14 +178,35 @@ class BotLink:
             self.last_frame = time.monotonic()
             self._spawn(self.after_connect())
             if self._monitor_task is None or self._monitor_task.done():
-                self._monitor_task = asyncio.ensure_future(self._monitor())
+                self._start_monitor()
         else:
             self.connected_since = None
 
-    def _spawn(self, coro: Awaitable[Any]) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coro`` on the service's loop (from its thread, or handed over from another)."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # not on a loop thread (e.g. an event fanned out from elsewhere)
+            loop = self.service.loop
+            if loop is None or loop.is_closed():
+                coro.close()
+                return
+            loop.call_soon_threadsafe(self._spawn, coro)
+            return
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _start_monitor(self) -> None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            loop = self.service.loop
+            if loop is not None and not loop.is_closed():
+                loop.call_soon_threadsafe(self._start_monitor)
+            return
+        if self._monitor_task is None or self._monitor_task.done():
+            self._monitor_task = asyncio.ensure_future(self._monitor())
 
     async def after_connect(self) -> None:
         """After every connect: the quiet phone, then the catch-up."""
