@@ -107,6 +107,8 @@ class Model:
     no_backup_left: bool = False       # a Restore found nothing usable in this recovery
     launched: bool = False             # a browser was launched since boot
     pending_logout: LogoutInfo | None = None
+    logout: LogoutInfo | None = None   # the logout this recovery is about, and its cause
+    cause: Cause | None = None
     link_code: StateCode = StateCode.FIRST_LINK
     link_reason: str | None = None
     # running
@@ -165,6 +167,7 @@ def _fresh_link(model: Model, code: StateCode, reason: str | None) -> Model:
     """From now on a QR page is a link to make, not a logout."""
     return replace(model, expect_session=False, damaged=False, count_resume=False, restores=(), restored_from=None,
                    pending_logout=None, no_backup_left=False, connected_at=None, pending_good=(), counted=False,
+                   logout=None, cause=None,
                    link_code=code,
                    link_reason=reason)
 
@@ -181,7 +184,7 @@ def boot(model: Model, facts: Boot) -> Result:
                     restored_from=None, pending_logout=facts.last_logout if facts.linked else None,
                     link_backup_due=facts.linked and facts.link_backup_missing, link_code=StateCode.FIRST_LINK,
                     link_reason=None, parked=False, no_backup_left=False, launched=False, connected_at=None,
-                    pending_good=(), counted=False)
+                    pending_good=(), counted=False, logout=None, cause=None)
     if damaged:
         why = "the live profile is damaged: " + ("; ".join(facts.problems) or "session data missing")
         model, acts = _say(model, SessionState.RESTORING, StateCode.LOCAL_DAMAGE, why)
@@ -198,7 +201,8 @@ def restore_done(model: Model, backup_id: str | None) -> Result:
     if not model.launched:
         # Damaged at start-up and nothing to restore: the page may still come up (or say why not).
         return _launch(model, hidden=False)
-    return _give_up(model, cause=Cause.LOCAL if model.damaged or model.restores else Cause.UNKNOWN, launch=True)
+    cause = Cause.LOCAL if model.damaged else (model.cause or (Cause.LOCAL if model.restores else Cause.UNKNOWN))
+    return _give_up(model, cause, model.logout, launch=True)
 
 
 # ---------------------------------------------------------------------------------- page readings
@@ -261,7 +265,8 @@ def _probation(model: Model, now: float) -> Result:
 def settle_recovery(model: Model) -> Result:
     """End the recovery: forget its restores and confirm the backup (also at a clean exit while connected)."""
     pending = model.pending_good if model.session == SessionState.CONNECTED else ()
-    model = replace(model, connected_at=None, pending_good=(), restores=(), damaged=False, counted=False)
+    model = replace(model, connected_at=None, pending_good=(), restores=(), damaged=False, counted=False,
+                    logout=None, cause=None)
     return model, list(pending)
 
 
@@ -319,12 +324,13 @@ def _logout(model: Model, snap: PageSnapshot) -> Result:
     record = A.RecordMeta("logout_seen", {"reason": (info.reason if info else None) or "",
                                           "code": (info.code if info else None) or "",
                                           "cause": cause.value, "restores_done": len(model.restores)})
-    model = replace(model, pending_logout=None)
+    model = replace(model, pending_logout=None, logout=info, cause=cause)
     if cause in (Cause.REMOVED, Cause.LOCKED):
         return _prepend(record, _give_up(model, cause, info))
     if len(model.restores) < MAX_RESTORES[cause] and not model.no_backup_left:
         why = _restore_words(cause, info)
-        model, said = _say(model, SessionState.RESTORING, StateCode.LOCAL_DAMAGE, why)
+        code = StateCode.LOCAL_DAMAGE if cause == Cause.LOCAL or model.damaged else None
+        model, said = _say(model, SessionState.RESTORING, code, why)
         model = replace(model, damaged=model.damaged or cause == Cause.LOCAL, connected_at=None, pending_good=())
         return model, [record, *said, A.Close(), A.Restore(tried=model.restores, why=why)]
     return _prepend(record, _give_up(model, Cause.LOCAL if model.damaged else cause, info))

@@ -288,7 +288,10 @@ def test_D5_banned_says_so_and_parks() -> None:
 @pytest.mark.parametrize("code", ["1", "2"])
 def test_D6_sync_failure_gets_one_restore_then_a_guess_without_revoking(code: str) -> None:
     m, acts = play(booted(), logged_out(code=code))
-    assert of(acts, A.Restore)
+    assert of(acts, A.Restore) and states(acts) == [("restoring", None)]
+    _m, acts = R.restore_done(m, None)  # no backup at all: the guess names the code, not "no reason"
+    assert states(acts) == [("logged_out", "phone_removed")]
+    assert f"code {code}" in of(acts, A.EmitState)[0].reason and "without giving" not in of(acts, A.EmitState)[0].reason
     m, _ = R.restore_done(m, "new")
     m, acts = play(m, logged_out(code=code))
     assert not of(acts, A.Restore)
