@@ -27,6 +27,8 @@ German browser (Chromium's language preference in the profile, the page followin
 | test_conflict_taken_over[en/de]        | bullet: conflict taken over without clicking on text, any language |
 | test_outdated_build_is_reloaded        | bullet: DEPRECATED_VERSION is cured by a reload                    |
 | test_first_sync_is_not_cut[en/de]      | bullet: CONNECTED-not-synced is loading: no reload, flush after it |
+| test_dom_only_main_scenarios           | the DOM-only path (internals hidden): link, conflict, resume,      |
+|                                        | local failure (two restores), removal                              |
 """
 
 from __future__ import annotations
@@ -381,3 +383,35 @@ def test_first_sync_is_not_cut(language: str, apps, data_dir: Path, sim) -> None
     counters = sim.counters()
     assert counters["logouts"] == 0, "no reload cut into the first sync (that logs out with code 1/2)"
     assert "logged_out" not in app.states() and app.of("restore") == []
+
+
+# ------------------------------------------------------------------------------------ DOM only
+
+def test_dom_only_main_scenarios(start_app, data_dir: Path, sim) -> None:
+    """The page's internals hidden (``window.require`` never serves WhatsApp's modules): link,
+    conflict, resume, a local failure and a removal still end where they should."""
+    sim.configure(internals=False)
+    app = start_app()
+    assert app.wait_state("needs_link", 60)["code"] == "first_link"
+    app.wait_for(lambda e: e.get("event") == "qr", 30)
+    sim.link()
+    app.wait_for(lambda e: e.get("event") == "backup" and e.get("reason") == "link", 60)
+    mark = len(app.events)
+    assert wait_until(lambda: sim.conflict() >= 1, 15)
+    app.wait_state("conflict", 30, after=mark)
+    app.wait_state("connected", 30, after=mark)
+    again = relaunch_cycle(start_app, app)  # a resume from the DOM alone
+    assert again.of("qr") == []
+    stop(again)
+    before = backup_ids(data_dir)
+    sim.tear_rotation()
+    local = start_app()
+    local.wait_state("connected", 120)
+    assert len(local.of("restore")) == 2 and local.of("qr") == [], local.summary()
+    assert_backups_usable(data_dir, before)
+    stop(local)
+    sim.revoke()
+    removed = start_app()
+    removed.wait_state("logged_out", 90)
+    removed.wait_for(lambda e: e.get("event") == "qr", 60)
+    assert len(removed.of("restore")) <= 1
