@@ -71,7 +71,8 @@ class Page(Protocol):
     async def request_pairing_code(self, phone: str) -> str:
         """Ask WhatsApp for an 8-character pairing code for ``phone`` (with country code; spaces,
         ``+`` and dashes are fine) -> ``"ABCD-EFGH"``. Raises PairingCodeFailed. While the code is
-        shown, snapshots say ``PAIRING_CODE`` with ``pairing_code``."""
+        shown, snapshots say ``PAIRING_CODE`` with ``pairing_code``; once it expired,
+        ``PAIRING_CODE`` with ``pairing_code=None`` (ask for a new one)."""
 
 
 class PageFactory(Protocol):

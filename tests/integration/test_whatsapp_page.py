@@ -473,8 +473,19 @@ def test_pairing_code_by_wa_js_then_by_the_page_form(simulator: Simulator, wa_op
             assert (await wa.wait_for_state(S.CONNECTED, timeout=15)).state is S.CONNECTED
         finally:
             await wa.close()
+        simulator.configure(pairing_code_seconds=1.0)
+        wa = WhatsAppPage(tmp_path / "p0", simulator.url, **wa_options)
+        await wa.start()
+        try:
+            await wa.wait_for_state(S.QR, timeout=15)
+            await wa.request_pairing_code("+1 555 000-1234")
+            shown = await wa.wait_for_state(S.PAIRING_CODE, timeout=5)
+            expired = await wa.wait_for_change(shown, 10)            # the code ran out
+            assert expired.state is S.PAIRING_CODE and expired.pairing_code is None, expired
+        finally:
+            await wa.close()
         clicks = counters(simulator)["text_clicks"]
-        simulator.configure(wpp_api=False, language="pt")
+        simulator.configure(wpp_api=False, language="pt", pairing_code_seconds=180.0)
         wa = WhatsAppPage(tmp_path / "p2", simulator.url, **wa_options)
         await wa.start()
         try:

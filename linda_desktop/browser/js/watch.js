@@ -343,6 +343,7 @@
         break;
       }
     }
+    if (pairingCode && anyVisible(cfg.pairing.expired || [])) pairingCode = null;   // expired: ask for a new one
     let account = null;
     try {
       for (const key of cfg.accountKeys) { const v = localStorage.getItem(key); if (v) { account = v; break; } }
