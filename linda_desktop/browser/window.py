@@ -48,11 +48,14 @@ class Window:
         await session.send("Browser.setWindowBounds", {"windowId": window_id, "bounds": bounds})
 
     async def hide(self) -> bool:
-        """Off screen (not minimized: a minimized page may be throttled and WhatsApp keeps running)."""
+        """Off screen; minimized only where the window manager will not let it leave the screen
+        (a minimized page may be throttled, and WhatsApp keeps running in it)."""
         try:
             if (await self.bounds()).get("windowState") != "normal":
                 await self._set({"windowState": "normal"})
             await self._set({"left": OFF_SCREEN[0], "top": OFF_SCREEN[1]})
+            if await self.on_screen():   # a window manager that keeps windows on screen: minimize
+                await self._set({"windowState": "minimized"})
             return True
         except (PlaywrightError, KeyError, ValueError) as err:
             log.warning("could not move the browser window out of sight: %s", err)
