@@ -84,6 +84,7 @@ class BotLink:
         self._monitor_task: asyncio.Task[Any] | None = None
         self._replaying = False
         self._replay_again = False
+        self._stream_bad_since: float | None = None
 
     # ------------------------------------------------------------------ settings
     def _setting(self, name: str, default: Any) -> Any:
@@ -306,7 +307,15 @@ class BotLink:
         stream = health.get("stream") or {}
         info = str(stream.get("info") or "").upper() if isinstance(stream, dict) else ""
         if info and info not in ("NORMAL", "SYNCING", "RESUMING", "PAIRING"):
-            return LivenessEpisode("stream", f"stream is {info[:40]}", now)
+            # A reconnect passes through OPENING/CONNECTING: only a stream that stays off counts.
+            grace = max(10.0, 2 * float(self._setting("liveness_check_seconds", HEALTH_EVERY_SECONDS)))
+            if self._stream_bad_since is None:
+                self._stream_bad_since = now
+            elif now - self._stream_bad_since >= grace:
+                self._stream_bad_since = None
+                return LivenessEpisode("stream", f"stream is {info[:40]} while the page shows the chats", now)
+        else:
+            self._stream_bad_since = None
         probe = await self.bridge.probe(page, timeout=HEALTH_TIMEOUT_SECONDS)
         if probe is None or not probe.get("ok", False):
             why = (probe or {}).get("error") or "the page did not answer"
