@@ -277,7 +277,9 @@ class ApiServer:
         return (TARGET,) if targets_for(kind, self.webhooks.dialect, events) else ()
 
     def _ingest_loop(self) -> None:
-        """One thread writes what the service reports into the store, in order."""
+        """One thread writes what the service reports into the store, in order (and keeps the
+        log bounded: delivered events past store.KEEP_EVENTS go; message ids stay for dedup)."""
+        count = 0
         while True:
             item = self._ingest.get()
             if item is None:
@@ -285,6 +287,9 @@ class ApiServer:
             try:
                 for stored in self._ingest_one(item):
                     self._offer(stored)
+                count += 1
+                if count % 1000 == 1 and self.store is not None:
+                    self.store.prune()
             except Exception:
                 log.exception("could not store a bot event")
 

@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 log = logging.getLogger(__name__)
 
 FILE_NAME = "bot-events.sqlite3"
-KEEP_EVENTS = 50_000          # older delivered events are pruned past this many
+KEEP_EVENTS = 50_000          # past this many, delivered events go (messages keep only id, chat, time)
 T = TypeVar("T")
 
 _SCHEMA = """
@@ -303,8 +303,13 @@ class EventStore:
             cut = c.execute("SELECT seq FROM events ORDER BY seq DESC LIMIT 1 OFFSET ?", (keep,)).fetchone()
             if cut is None:
                 return 0
-            n = c.execute("DELETE FROM events WHERE seq<=? AND dedup IS NULL AND seq NOT IN "
-                          "(SELECT seq FROM outbox WHERE state='pending')", (cut[0],)).rowcount
+            n = c.execute("DELETE FROM events WHERE seq<=? AND (dedup IS NULL OR kind NOT IN ('message', "
+                          "'message.any')) AND seq NOT IN (SELECT seq FROM outbox WHERE state='pending')",
+                          (cut[0],)).rowcount
+            # Old message ids stay (dedup across restarts), their text does not.
+            c.execute("UPDATE events SET payload=json_object('chat_id', json_extract(payload, '$.chat_id'), "
+                      "'timestamp', json_extract(payload, '$.timestamp')) WHERE seq<=? AND kind IN ('message', "
+                      "'message.any') AND seq NOT IN (SELECT seq FROM outbox WHERE state='pending')", (cut[0],))
             c.execute("DELETE FROM outbox WHERE seq NOT IN (SELECT seq FROM events)")
             return n
         return self._write(work)

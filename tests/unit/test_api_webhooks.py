@@ -224,3 +224,25 @@ def test_webhook_url_must_be_local_http(url: str) -> None:
 @pytest.mark.parametrize("url", ["http://127.0.0.1:3000/hook", "http://localhost:8080/", "http://[::1]:9/x"])
 def test_local_webhook_urls_are_accepted(url: str) -> None:
     assert check_webhook_url(url) == url
+
+
+def test_prune_keeps_pending_deliveries_and_message_ids(tmp_path: Path) -> None:
+    store = store_at(tmp_path)
+    try:
+        for n in range(30):
+            put(store, n)  # pending deliveries
+        for n in range(30):
+            assert store.append("state", {"state": "connected", "n": n}, targets=(TARGET,))
+        for event, _attempts, _next in store.pending(TARGET, 100):
+            if event.kind == "state" or event.payload.get("timestamp", 99) < 10:
+                store.delivered(event.seq, TARGET)
+        removed = store.prune(keep=5)
+        assert removed == 25  # the delivered state events outside the newest 5
+        assert store.count("message") == 30  # message ids stay: dedup across restarts
+        assert len(store.pending(TARGET, 100)) == 20
+        assert store.append("message", {"id": "again"}, dedup="msg:3") is None
+        old = [e for e in store.since(0, 100) if e.kind == "message"]
+        assert old[0].payload == {"chat_id": "1@c.us", "timestamp": 0}  # delivered, pruned: no text
+        assert old[-1].payload["text"] == "m29"  # pending: kept whole
+    finally:
+        store.close()
