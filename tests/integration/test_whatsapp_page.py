@@ -244,6 +244,52 @@ def test_dom_only_main_states(simulator: Simulator, wa_options, tmp_path, langua
     run(scenario())
 
 
+@browser
+def test_dom_only_idle_qr_is_refreshed_by_its_button_in_german(simulator: Simulator, wa_options, tmp_path):
+    simulator.configure(internals=False, language="de", first_qr_seconds=0.8, qr_interval=0.5, qr_count=2)
+
+    async def scenario() -> None:
+        wa = WhatsAppPage(tmp_path / "profile", simulator.url, **wa_options)
+        await wa.start()
+        try:
+            idle = await wa.wait_for_state(S.QR_IDLE, timeout=15)
+            assert idle.source == "dom" and idle.qr is None
+            assert await wa.refresh_qr() is True                   # no Cmd.refreshQR: the button
+            fresh = await wa.wait_for_state(S.QR, timeout=5)
+            assert fresh.qr and fresh.qr == simulator.current_qr()
+        finally:
+            await wa.close()
+        c = counters(simulator)
+        assert c["refresh_qr_calls"] == 0 and c["clicks"].get("reload_qr") == 1, c
+
+    run(scenario())
+
+
+@browser
+def test_dom_only_passkey_screen_headless_and_cancel_gives_a_new_qr(simulator: Simulator, wa_options, tmp_path):
+    """The Shortcake screens by test id alone; headless, Continue cannot finish (WebAuthn needs a
+    window); Cancel returns to a QR whose payload changed (the ADV secret was rotated)."""
+    simulator.configure(internals=False, passkey=True, language="pt")
+
+    async def scenario() -> None:
+        wa = WhatsAppPage(tmp_path / "profile", simulator.url, **wa_options)
+        await wa.start()
+        try:
+            qr = await wa.wait_for_state(S.QR, timeout=15)
+            simulator.link()
+            snap = await wa.wait_for_state(S.PASSKEY, timeout=10)
+            assert (snap.link_step, snap.source, snap.qr) == (LinkStep.PROMPT, "dom", None), snap
+            await wa.page.locator("[data-testid='shortcake_passkey_continue_button']").click()
+            assert (await wa.wait_for_change(snap, 1.5)).link_step is LinkStep.PROMPT   # still asking
+            await wa.page.locator("[data-testid='shortcake_cancel_button']").click()
+            again = await wa.wait_for_state(S.QR, timeout=10)
+            assert again.qr and again.qr != qr.qr, again
+        finally:
+            await wa.close()
+
+    run(scenario())
+
+
 # --------------------------------------------------------------------------- logout reason
 @browser
 def test_logout_reason_captured_across_the_reload_local_and_removed(simulator: Simulator, wa_options, tmp_path):
