@@ -131,11 +131,11 @@ def test_1_ctrl_c_on_a_full_disk_exits_zero_and_keeps_older_backups(tmp_path: Pa
 
 # ------------------------------------------------------------------ 2. no backup after an early crash
 
-@pytest.mark.xfail(strict=True, reason="waiting for the service engineer: item 2, back up when connected "
-                                       "and no backup is younger than the last link")
 def test_2_sigkill_right_after_the_first_connected_still_gets_a_backup(start_app, data_dir: Path, sim) -> None:
     first = start_app()
     _link(first, sim)
+    first.wait_for(lambda e: e.get("event") == "state" and e.get("state") == "connected"
+                   and e.get("code") != "syncing", 30)  # connected and synced (the first history sync is done)
     first.kill()  # within the flush delay of the first `connected`: no link backup yet
     assert first.of("backup") == []
     assert wait_until(lambda: not first.browser_pids(), 15)
