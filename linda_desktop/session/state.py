@@ -6,7 +6,8 @@ service may both record events.
 
 A failed write (disk full, read-only folder) is never fatal either, and never raises: the change
 stays in memory (``pending``), the next ``record``/``flush`` writes it (atomically: the old file or
-the new one, never half), and ``on_write_error`` hears about it once per outage: with a
+the new one, never half) — and so does a timer every ``retry_seconds`` until it is on disk —
+and ``on_write_error`` hears about it once per outage: with a
 ``StorageError`` when writes start failing and with ``None`` when a write succeeds again.
 ``write_error`` is the outage in progress, for those who poll.
 """
@@ -30,6 +31,7 @@ from linda_desktop.base.paths import ensure_private_dir
 log = logging.getLogger(__name__)
 
 HISTORY_LIMIT = 200
+RETRY_SECONDS = 5.0  # a write that failed is tried again this often, with or without new events
 SCHEMA_VERSION = 1
 
 
@@ -71,9 +73,12 @@ class SessionStateStore:
     """Atomic JSON store of the session metadata at ``path``."""
 
     def __init__(self, path: Path, history_limit: int = HISTORY_LIMIT, *,
-                 on_write_error: Callable[[StorageError | None], None] | None = None) -> None:
+                 on_write_error: Callable[[StorageError | None], None] | None = None,
+                 retry_seconds: float = RETRY_SECONDS) -> None:
         self.path = Path(path)
         self.history_limit = history_limit
+        self.retry_seconds = retry_seconds
+        self._retry: threading.Timer | None = None
         self.on_write_error = on_write_error
         self.write_error: StorageError | None = None  # the write outage in progress, if any
         self._lock = threading.RLock()
@@ -151,6 +156,7 @@ class SessionStateStore:
                 self.write_error = StorageError.from_os_error(exc, "writing the session state file")
                 log.warning("%s; the change is kept in memory and written later", self.write_error.message)
                 self._tell(self.write_error)
+            self._schedule_retry()
             return False
         self._pending = False
         if self.write_error is not None:
@@ -166,6 +172,18 @@ class SessionStateStore:
             self.on_write_error(error)
         except Exception:  # a broken listener must not break the store
             log.exception("state write listener failed")
+
+    def _schedule_retry(self) -> None:
+        if self._retry is not None and self._retry.is_alive():
+            return
+        self._retry = threading.Timer(self.retry_seconds, self._retry_now)
+        self._retry.daemon = True
+        self._retry.start()
+
+    def _retry_now(self) -> None:
+        with self._lock:
+            self._retry = None
+            self.flush()  # schedules the next try while it still fails
 
     def flush(self) -> bool:
         """Write pending changes now. True when everything is on disk. Never raises."""

@@ -212,3 +212,21 @@ def test_damaged_file_on_a_failing_disk_is_not_fatal(tmp_path):
     finally:
         os.chmod(tmp_path, 0o700)
     assert snap["history"] == []
+
+
+def test_a_failed_write_is_retried_without_a_new_event(tmp_path):
+    import time
+
+    blocker, path = _blocked(tmp_path)
+    heard = []
+    store = SessionStateStore(path, on_write_error=heard.append, retry_seconds=0.1)
+    store.record("backup_failed", reason="auto")
+    time.sleep(0.35)
+    assert store.pending, "still failing: still pending, tried again quietly"
+    assert len(heard) == 1
+    blocker.unlink()
+    deadline = time.monotonic() + 5
+    while store.pending and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not store.pending and heard[-1] is None
+    assert [h["event"] for h in json.loads(path.read_text())["history"]] == ["backup_failed"]
