@@ -300,6 +300,8 @@ class BotLink:
         now = time.monotonic()
         silence = float(self._setting("liveness_silence_seconds", 120.0))
         health = await self.bridge.health(page, timeout=HEALTH_TIMEOUT_SECONDS)
+        if health is not None and not health.get("ready"):
+            return None  # no wa-js to ask: the session's own watcher judges the page (never depend on the bridge)
         if health is None:
             return LivenessEpisode("health_timeout", f"the page did not answer in {HEALTH_TIMEOUT_SECONDS:g} s", now)
         if not health.get("ok", True):

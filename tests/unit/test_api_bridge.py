@@ -223,6 +223,13 @@ def test_real_wajs_loads_waits_and_keeps_the_page_readable(tmp_path: Path, wa_op
             with pytest.raises(MessagingError) as err:
                 await bridge.send(page.page, "15557654321@c.us", "x")
             assert err.value.code == "not_ready"
+            # Catch-up, quiet phone, health and the server round trip all say "not ready" calmly.
+            assert await bridge.replay(page.page, since=0, cap=10, marks={}) is None
+            assert await bridge.quiet(page.page) is False
+            health = await bridge.health(page.page)
+            assert health is not None and health["ready"] is False and health["ok"] is True
+            assert await bridge.probe(page.page, timeout=2) == {"ok": True, "skipped": True}
+            assert await bridge.chats(page.page) is None
             # The page probe still reads the internal state through the require() wa-js traps.
             assert (await page.snapshot()).state == PageState.CONNECTED
             # A new document gets wa-js from the init script, before the page's own code.

@@ -183,6 +183,9 @@
       const w = api();
       const out = {ready: !!(w && w.isReady), last_event_ms: Date.now() - lastEventAt, stream: null,
                    online: null, ok: true, error: null};
+      // A wa-js that is not ready (e.g. a WhatsApp build it does not know yet) throws from its
+      // modules: that says nothing about the session, so it is not asked.
+      if (!out.ready) return out;
       try {
         if (w && w.conn && typeof w.conn.getStreamData === 'function') {
           const s = w.conn.getStreamData();
