@@ -85,6 +85,7 @@ class BotLink:
         self._replaying = False
         self._replay_again = False
         self._stream_bad_since: float | None = None
+        self._last_probe = 0.0
 
     # ------------------------------------------------------------------ settings
     def _setting(self, name: str, default: Any) -> Any:
@@ -318,6 +319,12 @@ class BotLink:
                 return LivenessEpisode("stream", f"stream is {info[:40]} while the page shows the chats", now)
         else:
             self._stream_bad_since = None
+        # The server round trip is a real query to WhatsApp: asked when traffic went quiet, and
+        # otherwise only every 20 checks (5 min by default), not every turn.
+        every = float(self._setting("liveness_check_seconds", HEALTH_EVERY_SECONDS))
+        if now - self.last_frame < 60.0 and now - self._last_probe < 20 * every:
+            return None
+        self._last_probe = now
         probe = await self.bridge.probe(page, timeout=HEALTH_TIMEOUT_SECONDS)
         if probe is None or not probe.get("ok", False):
             why = (probe or {}).get("error") or "the page did not answer"
