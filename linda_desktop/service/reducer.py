@@ -50,6 +50,7 @@ LINK_EXPIRED_WORDS = "the linking step timed out or was cancelled; scan the new 
 PAIRING_EXPIRED_WORDS = "the pairing code expired; ask for a new one"
 DAMAGED_WORDS = "the session data is damaged and no backup could restore it; link this computer again"
 LOCKED_WORDS = "WhatsApp says this account is locked; unlock it on your phone, then choose Re-link"
+AGAIN_WORDS = "link this computer again: scan the QR code"
 BANNED_WORDS = "WhatsApp has banned this account from using WhatsApp Web; linking again will not help"
 CONFLICT_LIMIT_WORDS = ("another copy of this session keeps taking WhatsApp over; close it, "
                         "then choose Restore or Re-link")
@@ -292,29 +293,41 @@ def _qr(model: Model, snap: PageSnapshot, now: float) -> Result:
         return model, []
     if model.expect_session:
         return _logout(model, snap)
-    acts: list[A.Action] = []
-    if model.link_step is not None or model.pairing_shown:
-        expired = PAIRING_EXPIRED_WORDS if model.pairing_shown and model.link_step is None else LINK_EXPIRED_WORDS
-        model = replace(model, link_step=None, step_since=None, pairing_shown=False, pairing_requested=False,
-                        pairing_code=None, link_code=StateCode.LINK_EXPIRED, link_reason=expired)
-        acts.append(A.RecordMeta("link_expired", {}))
-        if model.window_shown:
-            model = replace(model, window_shown=False)
-            acts.append(A.HideWindow())
+    model, expired = _link_expired(model)
     model, said = _say(model, SessionState.NEEDS_LINK, model.link_code, model.link_reason)
-    acts += said
+    model, shown = _qr_payload(model, snap)
+    model, asked = _ask_pairing_code(model, snap)
+    return model, [*expired, *said, *shown, *asked]
+
+
+def _link_expired(model: Model) -> Result:
+    """Back on a QR after the passkey step or a pairing code: it timed out, or the owner cancelled."""
+    if model.link_step is None and not model.pairing_shown:
+        return model, []
+    expired = PAIRING_EXPIRED_WORDS if model.link_step is None else LINK_EXPIRED_WORDS
+    hide: list[A.Action] = [A.HideWindow()] if model.window_shown else []
+    model = replace(model, link_step=None, step_since=None, pairing_shown=False, pairing_requested=False,
+                    pairing_code=None, link_code=StateCode.LINK_EXPIRED, link_reason=expired, window_shown=False)
+    return model, [A.RecordMeta("link_expired", {}), *hide]
+
+
+def _qr_payload(model: Model, snap: PageSnapshot) -> Result:
+    """Each new QR payload once; a QR list that ran out once."""
     if snap.state == PageState.QR and snap.qr and snap.qr != model.last_qr:
-        model = replace(model, last_qr=snap.qr, qr_idle_sent=False)
-        acts.append(A.EmitQr(snap.qr))
-    elif snap.state == PageState.QR_IDLE and not model.qr_idle_sent:
-        model = replace(model, qr_idle_sent=True)
-        acts.append(A.EmitQr(snap.qr or model.last_qr or "", idle=True))
+        return replace(model, last_qr=snap.qr, qr_idle_sent=False), [A.EmitQr(snap.qr)]
+    if snap.state == PageState.QR_IDLE and not model.qr_idle_sent:
+        return replace(model, qr_idle_sent=True), [A.EmitQr(snap.qr or model.last_qr or "", idle=True)]
+    return model, []
+
+
+def _ask_pairing_code(model: Model, snap: PageSnapshot) -> Result:
+    """`run --phone`: ask for a pairing code on the QR screen (again once one expired)."""
     phone = model.pairing_phone
-    if phone and not model.pairing_requested and model.pairing_requests < MAX_PAIRING_REQUESTS \
-            and snap.state == PageState.QR:
-        model = replace(model, pairing_requests=model.pairing_requests + 1, pairing_requested=True)
-        acts.append(A.RequestPairingCode(phone))
-    return model, acts
+    if not phone or model.pairing_requested or model.pairing_requests >= MAX_PAIRING_REQUESTS \
+            or snap.state != PageState.QR:
+        return model, []
+    model = replace(model, pairing_requests=model.pairing_requests + 1, pairing_requested=True)
+    return model, [A.RequestPairingCode(phone)]
 
 
 def _logout(model: Model, snap: PageSnapshot) -> Result:
@@ -351,39 +364,34 @@ def _restore_words(cause: Cause, info: LogoutInfo | None) -> str:
 def _give_up(model: Model, cause: Cause, info: LogoutInfo | None = None, *, launch: bool = False) -> Result:
     """No (more) restores: say what happened in words, then ask for a link (or park)."""
     said = (info.reason or (f"code {info.code}" if info.code else "")) if info else ""
-    details = {"reason": said, "cause": cause.value, "restores_tried": len(model.restores)}
+    record = A.RecordMeta("logged_out", {"reason": said, "cause": cause.value, "restores_tried": len(model.restores)})
     if cause == Cause.LOCKED:
         model, acts = _say(model, SessionState.LOGGED_OUT, StateCode.ACCOUNT_LOCKED, LOCKED_WORDS)
         model = replace(_fresh_link(model, StateCode.ACCOUNT_LOCKED, LOCKED_WORDS), parked=True)
-        return model, [*acts, A.RecordMeta("logged_out", details), A.Park()]
-    if cause == Cause.LOCAL:
-        model, acts = _say(model, SessionState.NEEDS_LINK, StateCode.NO_USABLE_BACKUP, DAMAGED_WORDS)
-        model = _fresh_link(model, StateCode.NO_USABLE_BACKUP, DAMAGED_WORDS)
-        acts = [*acts, A.RecordMeta("logged_out", details)]
-        if launch or (model.display and not model.hidden_window):
-            model, more = _launch(model, hidden=_for_link(model))
-            acts += more
-        return model, acts
+        return model, [*acts, record, A.Park()]
     if cause == Cause.REMOVED:
         words = "This computer was unlinked from your phone" + (f" (WhatsApp said: {said})" if said else "")
         model, acts = _say(model, SessionState.LOGGED_OUT, StateCode.PHONE_REMOVED, words)
-        model = _fresh_link(model, StateCode.PHONE_REMOVED, "link this computer again: scan the QR code")
+        model = _fresh_link(model, StateCode.PHONE_REMOVED, AGAIN_WORDS)
         model, launch_acts = _launch(model, hidden=_for_link(model))
-        return model, [*acts, A.RecordMeta("logged_out", details), A.MarkRevoked(),
-                       A.Archive(f"logged out: {said or 'removed'}"), *launch_acts]
-    # SYNC / UNKNOWN after the one restore: most likely removed, but that is a guess, so the
-    # backups stay usable and nothing is archived.
-    tried = len(model.restores)
-    words = ("WhatsApp logged this computer out" + (f" ({said})" if said else " without giving a reason")
-             + (f" and {tried} restore{'s' if tried > 1 else ''} did not bring the session back" if tried else "")
-             + "; it was probably unlinked from the phone. Backups are kept")
-    model, acts = _say(model, SessionState.LOGGED_OUT, StateCode.PHONE_REMOVED, words)
-    model = _fresh_link(model, StateCode.PHONE_REMOVED, "link this computer again: scan the QR code")
-    acts = [*acts, A.RecordMeta("logged_out", details)]
+        return model, [*acts, record, A.MarkRevoked(), A.Archive(f"logged out: {said or 'removed'}"), *launch_acts]
+    if cause == Cause.LOCAL:
+        model, acts = _say(model, SessionState.NEEDS_LINK, StateCode.NO_USABLE_BACKUP, DAMAGED_WORDS)
+        model = _fresh_link(model, StateCode.NO_USABLE_BACKUP, DAMAGED_WORDS)
+    else:  # SYNC / UNKNOWN after the one restore: most likely removed, but a guess: nothing revoked or archived
+        model, acts = _say(model, SessionState.LOGGED_OUT, StateCode.PHONE_REMOVED, _guess_words(said, model.restores))
+        model = _fresh_link(model, StateCode.PHONE_REMOVED, AGAIN_WORDS)
     if launch or (model.display and not model.hidden_window):
         model, more = _launch(model, hidden=_for_link(model))
-        acts += more
-    return model, acts
+        return model, [*acts, record, *more]
+    return model, [*acts, record]
+
+
+def _guess_words(said: str, restores: tuple[str, ...]) -> str:
+    tried = len(restores)
+    return ("WhatsApp logged this computer out" + (f" ({said})" if said else " without giving a reason")
+            + (f" and {tried} restore{'s' if tried > 1 else ''} did not bring the session back" if tried else "")
+            + "; it was probably unlinked from the phone. Backups are kept")
 
 
 def _passkey(model: Model, snap: PageSnapshot, now: float) -> Result:
