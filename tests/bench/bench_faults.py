@@ -8,8 +8,8 @@ how soon a full disk is told, how soon it recovers once space is back.
       the browser closed cleanly -> exit 0. Interleaved with (a); prints medians and (b)/(a);
   (c) a 3 MiB tmpfs as --data-dir, linked, filled right after `connected`: seconds from the disk
       being full to the first storage notice (the link backup, ``flush_delay_seconds`` = 1 later);
-  (d) the filler removed: seconds until the next backup succeeds (the retry) and the state file
-      holds the events of the outage.
+  (d) the filler removed: seconds until the state file holds the events of the outage, and until
+      the next backup succeeds (the retry).
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def time_exit(data: Path, url: str, group: bool) -> float:
         app.close()
 
 
-def full_disk(root: Path, sim: Simulator) -> tuple[float, float, str, float]:
+def full_disk(root: Path, sim: Simulator) -> tuple[float, float, str, float, float]:
     """(seconds to the first notice, seconds to recover, its kind, seconds to the backup's notice)
     on a real 3 MiB tmpfs."""
     with tmpfs(root / "small", "3m") as disk:
@@ -91,12 +91,22 @@ def full_disk(root: Path, sim: Simulator) -> tuple[float, float, str, float]:
             mark = len(app.events)
             filler.unlink()
             t_free = time.monotonic()
+            state_file = data / "state" / "session-state.json"
+
+            def outage_written() -> bool:
+                try:
+                    return any(h["event"] == "backup_failed" for h in json.loads(state_file.read_text())["history"])
+                except (OSError, ValueError):
+                    return False
+
+            wait_until(outage_written, 60, 0.05)
+            to_state = time.monotonic() - t_free
             backup = app.wait_for(lambda e: e.get("event") == "backup", 600, after=mark)
             to_recover = backup["_t"] - (t_free - app.started_at)
             history = json.loads((data / "state" / "session-state.json").read_text())["history"]
             assert any(h["event"] == "backup_failed" for h in history), "the outage's events reached the disk"
             assert app.terminate(120) == 0
-            return to_notice, to_recover, str(notice["kind"]), to_backup_notice
+            return to_notice, to_recover, str(notice["kind"]), to_backup_notice, to_state
         finally:
             app.close()
 
@@ -128,11 +138,12 @@ def main() -> None:
         if reason:
             print(f"(c)/(d) skipped: {reason}")
             return
-        to_notice, to_recover, kind, to_backup_notice = full_disk(root, sim)
+        to_notice, to_recover, kind, to_backup_notice, to_state = full_disk(root, sim)
         print(f"(c) disk full -> first notice ({kind})  {to_notice:5.2f} s")
         print(f"    disk full -> the backup's storage notice  {to_backup_notice:5.2f} s"
               "  (the link backup is due 1 s after connected)")
-        print(f"(d) space freed -> backup made   {to_recover:5.2f} s  (the service's first retry)")
+        print(f"(d) space freed -> state file written  {to_state:5.2f} s  (the store retries every 5 s)")
+        print(f"    space freed -> backup made         {to_recover:5.2f} s  (the service's first retry)")
     finally:
         sim.stop()
         shutil.rmtree(root, ignore_errors=True)
