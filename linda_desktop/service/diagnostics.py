@@ -55,7 +55,7 @@ def _autostart_info(data_dir: str | None) -> dict[str, Any]:
     try:
         strategy = autostart_for_platform(data_dir=data_dir)
         return {"enabled": strategy.is_enabled(), "where": strategy.describe()}
-    except Exception as exc:  # an unsupported desktop must not break `status`
+    except Exception as exc:  # noqa: BLE001 - an unsupported desktop must not break `status`
         return {"enabled": False, "where": None, "error": str(exc)}
 
 
@@ -126,19 +126,21 @@ def account_words(account: Any) -> str:
 
 def format_status(data: dict[str, Any]) -> str:
     state = data.get("state") or ("not running" if not data.get("running") else "unknown")
+    profile = "ok" if data["profile"].get("ok") else "; ".join(data["profile"].get("problems") or ["missing"])
+    keyring = data["keyring"]
+    keyring_problem = "" if keyring["ok"] else f" — {keyring['error']} ({keyring['fix']})"
     lines = [
         f"Linda Desktop {data['version']} — {'running' if data.get('running') else 'not running'}",
         f"  Session:       {state}{' — ' + data['reason'] if data.get('reason') else ''}",
         f"  Linked:        {'yes' if data.get('linked') else 'no'}"
         f"{' (' + account_words(data.get('account')) + ')' if data.get('account') else ''}",
-        f"  Profile:       {'ok' if data['profile'].get('ok') else '; '.join(data['profile'].get('problems') or ['missing'])}",
+        f"  Profile:       {profile}",
         f"  Restores:      {data.get('restore_count', 0)} (last: {_when(data.get('last_restore'))})",
         f"  Last backup:   {_when(data.get('last_backup'))}",
         f"  Last link:     {_when(data.get('last_link'))}",
         f"  Backups:       {len(data.get('backups', []))}"
         f"{' (last known good: ' + data['known_good'] + ')' if data.get('known_good') else ''}",
-        f"  Keyring:       {data['keyring']['backend']}"
-        f"{'' if data['keyring']['ok'] else ' — ' + str(data['keyring']['error']) + ' (' + str(data['keyring']['fix']) + ')'}",
+        f"  Keyring:       {keyring['backend']}{keyring_problem}",
         f"  Autostart:     {'on' if data['autostart'].get('enabled') else 'off'}",
         f"  Browser:       {data['browser']['path'] or data['browser']['error']}",
         f"  Data folder:   {data['data_dir']}",
@@ -151,10 +153,10 @@ def doctor_checks(paths: AppPaths, *, wa_url: str, browser: str | None) -> list[
     """Each part the app needs, checked, with the fix for each failure."""
     checks: list[Check] = []
     info = _browser_info(browser, paths)
-    checks.append(Check("browser", info["found"],
-                        f"{info['path']} ({info.get('version') or 'version unknown'})" if info["found"] else info["error"],
-                        "" if info["found"] else "install Google Chrome or Microsoft Edge, or run `playwright install chromium`,"
-                        " or pass --browser PATH"))
+    found = f"{info['path']} ({info.get('version') or 'version unknown'})"
+    checks.append(Check("browser", info["found"], found if info["found"] else info["error"],
+                        "" if info["found"] else "install Google Chrome or Microsoft Edge, "
+                        "or run `playwright install chromium`, or pass --browser PATH"))
     key = _keyring_info(paths)
     checks.append(Check("keyring", key["ok"], key["backend"] if key["ok"] else f"{key['error']} ({key['backend']})",
                         "" if key["ok"] else key["fix"] or "install and unlock a keyring, or set a backup passphrase"))
