@@ -195,7 +195,7 @@ def test_waha_envelope_signed_with_hmac_sha512(start_app, sim, data_dir: Path, r
     # A pairing code instead of the QR (WAHA's request-code), from the page as WhatsApp gives it.
     status, code = waha(base, token, "/api/default/auth/request-code", {"phoneNumber": "15550001234"})
     assert status == 201 and len(code["code"].replace("-", "")) == 8, code
-    sim.link()
+    sim.enter_pairing_code(code["code"])  # the phone links with it
     app.wait_state("connected", 30)
     assert wait_until(lambda: any(p.get("event") == "session.status" and p["payload"]["status"] == "WORKING"
                                   for p in receiver.posts), 20), receiver.posts
