@@ -93,6 +93,7 @@ SPECS: dict[str, Spec] = {
     "replay_window_hours": Spec("float", 0, 24 * 30),
     "replay_max_messages": Spec("int", 0, 10000),
     "show_online": Spec("bool"),
+    "bot_channels": Spec("bool"),
     "liveness_silence_seconds": Spec("float", 5, 86400),
     "liveness_check_seconds": Spec("float", 0.5, 3600),
     "bridge_ready_seconds": Spec("float", 1, 3600),
@@ -154,6 +155,8 @@ class Settings:
     replay_max_messages: int = 500
     # Show the linked computer as "online" (silences the phone's notifications); off by default.
     show_online: bool = False
+    # Pass channel (@newsletter) messages to the bot too; off: channels are left out.
+    bot_channels: bool = False
     # "Connected but dead": no traffic for this long while connected; how often to check.
     liveness_silence_seconds: float = 120.0
     liveness_check_seconds: float = 15.0

@@ -31,7 +31,7 @@ def test_channels_are_left_out_unless_asked(tmp_path: Path) -> None:
     service.bot._on_page("message", message("120363000000000001@newsletter"))
     service.bot._on_page("message", message("15557654321@c.us"))
     assert [e.data["chat_id"] for e in events if isinstance(e, BotEvent)] == ["15557654321@c.us"]
-    service.settings.bot_channels = True  # type: ignore[attr-defined]
+    service.settings.bot_channels = True
     service.bot._on_page("message", message("120363000000000001@newsletter"))
     assert [e.data["chat_id"] for e in events if isinstance(e, BotEvent)][-1].endswith("@newsletter")
 
