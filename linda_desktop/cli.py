@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", parents=[common], help="check browser, keyring, data folder and tray")
     doctor.add_argument("--json", action="store_true")
     sub.add_parser("finish-link", parents=[common],
-                   help="open a visible browser window to finish a stalled link (WhatsApp's passkey step)")
+                   help="bring the WhatsApp window of the linking step on screen (WhatsApp's passkey step)")
     sub.add_parser("clear-logs", parents=[common], help="empty the log files and the event history")
     bot = sub.add_parser("api", parents=[common], add_help=False,
                          help="the bot API: token, reset-token, enable, disable, set-webhook, openapi, update-bridge")
@@ -283,11 +283,18 @@ def cmd_doctor(args: argparse.Namespace, ctx: Any) -> int:
 
 
 def cmd_finish_link(args: argparse.Namespace, ctx: Any) -> int:
-    print("A browser window opens: finish linking there (WhatsApp may ask you to confirm on your phone).",
-          flush=True)
     result = ctx.finish_link()
-    print(f"Session: {result.get('state')}.")
-    return 0 if result.get("state") == "connected" else 1
+    if result.get("state") == "connected":
+        print("Already linked: nothing to finish.")
+        return 0
+    if result.get("window_shown"):
+        print("The WhatsApp window is on screen: press Continue there and follow its steps "
+              "(WhatsApp may ask you to confirm on your phone).")
+        return 0
+    print("There is no linking window to show: the app runs without a display — link once on a desktop and "
+          "`linda-desktop import` the profile, or use `linda-desktop run --phone NUMBER` for a pairing code",
+          file=sys.stderr)
+    return 1
 
 
 def cmd_clear_logs(args: argparse.Namespace, ctx: Any) -> int:

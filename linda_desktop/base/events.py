@@ -184,7 +184,8 @@ class StateChanged:
     """``{"event": "state", "state": ..., "code": ..., "step": ..., "reason": ...}`` (DESIGN §3).
 
     ``reason`` is words for people; ``code`` is why, for programs; ``step`` names a linking
-    step the owner is in (``"passkey"``), with ``details`` (e.g. the stage) beside it."""
+    step the owner is in (``"passkey"``), with ``details`` beside it (``stage``, and during code
+    matching ``verification_code``: the code to compare on the phone)."""
 
     state: SessionState
     reason: str | None = None
@@ -203,7 +204,8 @@ class StateChanged:
             data["reason"] = self.reason
         if self.account:
             data["account"] = self.account
-        data.update(self.details)
+        for key, value in self.details.items():  # details add to the contract's keys, never replace them
+            data.setdefault(key, value)
         return data
 
 

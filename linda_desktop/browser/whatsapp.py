@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import signal
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
@@ -39,6 +38,7 @@ from playwright.async_api import Error as PlaywrightError
 
 from linda_desktop.base.errors import BrowserLaunchFailed, ProfileInUse
 from linda_desktop.base.events import PageSnapshot, PageState
+from linda_desktop.base.phone import normalize_phone
 from linda_desktop.browser import driver, watch
 from linda_desktop.browser.classify import classify, differs, format_code, logout_info
 from linda_desktop.browser.discovery import browser_version as read_browser_version
@@ -69,7 +69,6 @@ _PLATFORM_TOKENS = {"windows": "Windows NT 10.0; Win64; x64",
 _UA_CACHE: dict[str, str] = {}
 _IN_USE = ("ProcessSingleton", "profile appears to be in use", "SingletonLock",
            "user data directory is already in use")
-_PHONE = re.compile(r"^\d{7,15}$")
 
 
 def desktop_user_agent(version: str, system: str | None = None) -> str:
@@ -83,20 +82,6 @@ def desktop_user_agent(version: str, system: str | None = None) -> str:
 def fix_user_agent(user_agent: str) -> str:
     """The browser's own UA with ``HeadlessChrome`` turned into ``Chrome`` (version kept)."""
     return user_agent.replace("HeadlessChrome", "Chrome")
-
-
-def normalize_phone(phone: str) -> str:
-    """Digits with the country code (``+49 151 2345-678`` -> ``491512345678``); raises
-    PairingCodeFailed for something that is no phone number."""
-    digits = re.sub(r"[\s\-().]", "", phone or "")
-    if digits.startswith("+"):
-        digits = digits[1:]
-    elif digits.startswith("00"):
-        digits = digits[2:]
-    if not _PHONE.match(digits) or digits.startswith("0"):
-        raise PairingCodeFailed(f"not a phone number with country code: {phone!r}",
-                                "give the number with its country code, e.g. +49 151 23456789")
-    return digits
 
 
 def _first_line(err: BaseException) -> str:

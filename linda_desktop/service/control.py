@@ -80,8 +80,8 @@ class ControlHandler:
             service.request_stop()
             return {"stopping": True}
         if command is Command.FINISH_LINK:
-            _call(service, service.finish_in_visible_browser, FINISH_LINK_TIMEOUT)
-            return {"state": service.state.value}
+            _call(service, service.finish_link, FINISH_LINK_TIMEOUT)
+            return {"state": service.state.value, "window_shown": service.window_on_screen}
         coroutines: dict[Command, Callable[[], Awaitable[Any]]] = {
             Command.BACKUP: service.backup_now,
             Command.RESTORE: lambda: service.restore(request.get("id")),

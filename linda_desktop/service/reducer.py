@@ -409,7 +409,7 @@ def _passkey(model: Model, snap: PageSnapshot, now: float) -> Result:
         return replace(model, window_shown=False), [*said, *hide, A.RecordMeta("link_expired", {}), A.Reload()]
     details: dict[str, Any] = {"stage": stage.value}
     if snap.verification_code:
-        details["code"] = snap.verification_code
+        details["verification_code"] = snap.verification_code
     if model.hidden_window:
         if not model.window_shown:
             model = replace(model, window_shown=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -48,6 +47,7 @@ from linda_desktop.base.events import (
     StateCode,
 )
 from linda_desktop.base.paths import AppPaths
+from linda_desktop.base.phone import normalize_phone
 from linda_desktop.base.settings import Settings
 from linda_desktop.browser.protocol import Page, PageFactory
 from linda_desktop.service import actions as A
@@ -63,7 +63,6 @@ CRASH_BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 BUSY_WAIT_SECONDS = 0.5      # page readings while something is happening
 IDLE_WAIT_SECONDS = 1.0      # while connected: the page pushes changes; this paces the timers
 STOP_GRACE_SECONDS = 0.3     # a stop signal may land just after the failure it caused
-PHONE_RE = re.compile(r"^[0-9]{8,15}$")
 
 
 def default_page_factory(profile_dir: Path, url: str, executable: str, *, headless: bool,
@@ -78,16 +77,6 @@ def display_available() -> bool:
     if sys.platform in ("win32", "darwin"):
         return True
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-
-
-def normalize_phone(phone: str) -> str:
-    """``+49 (151) 234-5678`` -> ``491512345678``; raises LindaError for anything else."""
-    digits = re.sub(r"[\s().\-]", "", phone or "")
-    digits = digits[1:] if digits.startswith("+") else digits[2:] if digits.startswith("00") else digits
-    if not PHONE_RE.match(digits):
-        raise LindaError(f"{phone!r} is not a phone number WhatsApp can link with",
-                         "give the full number with its country code, digits only (8 to 15), e.g. 4915123456789")
-    return digits
 
 
 class SessionService:
@@ -771,7 +760,10 @@ class SessionService:
             await self._run((replace(self.model, window_shown=True), [A.ShowWindow()]))
         await self._command(work)
 
-    finish_in_visible_browser = finish_link  # the tray's bridge still calls it by its old name
+    @property
+    def window_on_screen(self) -> bool:
+        """True while the browser window of the linking step is on screen."""
+        return self._page is not None and self._page.visible
 
     async def request_pairing_code(self, phone: str) -> str:
         """Link with a pairing code instead of the QR: returns the 8-character code (also emitted

@@ -27,7 +27,7 @@ from linda_desktop.base.events import LinkStep, SessionState, StateChanged, Stat
 from linda_desktop.ui import qt_compat  # noqa: F401 - must load before any emit
 from linda_desktop.ui.icons import app_icon
 from linda_desktop.ui.menu_model import NO_QR_CODES, humanize_reason, link_stage, state_words
-from linda_desktop.ui.phone import PhoneNumberError, format_pairing_code, format_phone, normalize_phone
+from linda_desktop.base.phone import PhoneNumberError, format_pairing_code, format_phone, normalize_phone
 from linda_desktop.ui.widgets import CURRENT, DONE, TODO, QrView, Spinner, StepRow, primary_button
 
 LOADING, QR, EXPIRED, PASSKEY, NEEDS_DISPLAY, MESSAGE, PHONE, PAIRING = (
@@ -638,7 +638,7 @@ class QrWindow(QWidget):
                 # The page regenerated its ADV secret: the code on screen no longer links (reference §4).
                 self._payload = None
                 self.qr_view.set_payload(None)
-            self._show_passkey(stage, event.details.get("code"))
+            self._show_passkey(stage, event.details.get("verification_code"))
         elif event.code == StateCode.PASSKEY_NEEDS_DISPLAY:
             self._payload = None  # stale here too: the scan already happened
             self.qr_view.set_payload(None)

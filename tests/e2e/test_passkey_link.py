@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 
 from linda_desktop.system.processes import main_browser_pid
-from tests.e2e.harness import CHROMIUM, REPO, AppProcess, write_settings
+from tests.e2e.harness import CHROMIUM, REPO, AppProcess, cli, write_settings
 from tests.whatsapp_sim.control import Simulator, free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xvfb, pytest.mark.timeout(240)]
@@ -199,12 +199,15 @@ def test_the_passkey_step_finishes_in_the_browser_that_showed_the_qr(tmp_path, p
         assert on_screen(visible_browser_windows(xvfb)), visible_browser_windows(xvfb)
         assert hands.window_bounds()["windowState"] == "normal"
         assert main_browser_pid(data / "profile") == pid
+        out = cli(data, "finish-link", wa_url=sim.url)  # asks for the window that is already up: no new one
+        assert out.returncode == 0 and "on screen" in out.stdout, out
+        assert main_browser_pid(data / "profile") == pid
 
         hands.click("shortcake_passkey_continue_button")  # Chrome asks; the virtual authenticator answers
         matching = app.wait_for(lambda e: state(e, "needs_link", step="passkey", stage="code_matching"), 30,
                                 after=mark)
         shown = sim.passkey_code(timeout=5)
-        assert matching.get("code") == shown  # the app shows the very code the page shows
+        assert matching.get("verification_code") == shown  # the app shows the very code the page shows
         hands.click("shortcake_code_confirm_button")
         connected = app.wait_for(lambda e: state(e, "connected"), 30, after=mark)
         assert main_browser_pid(data / "profile") == pid  # one browser process served the whole link
@@ -270,12 +273,16 @@ def test_headless_run_says_in_one_line_how_to_finish_the_passkey_step(tmp_path, 
     app.wait_for(lambda e: e.get("event") == "qr", 60)
     sim.link()
     said = app.wait_for(lambda e: state(e, "needs_link", step="passkey"), 30)
-    assert said["code"] in ("passkey_needs_display", "passkey")  # the JSON merges details over ``code``
+    assert said["code"] == "passkey_needs_display"
     words = said["reason"]
     assert "\n" not in words
     for way_out in ("import", "finish-link", "pairing code"):
         assert way_out in words, words
     assert app.proc is not None and app.proc.poll() is None  # still running: not a silent exit either
+    # `finish-link` on a machine with no display has no window to bring up: one line with the ways out.
+    out = cli(data, "finish-link", wa_url=sim.url)
+    assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
+    assert "import" in out.stderr and "--phone" in out.stderr
     assert app.terminate() == 0
 
 

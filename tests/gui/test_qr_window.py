@@ -119,7 +119,7 @@ def test_an_idle_page_greys_the_code_and_offers_a_new_one(qtbot, window):
 
 
 def passkey(stage: LinkStep, code: str | None = None) -> StateChanged:
-    details = {"stage": stage.value, **({"code": code} if code else {})}
+    details = {"stage": stage.value, **({"verification_code": code} if code else {})}
     return StateChanged(SessionState.NEEDS_LINK, code=StateCode.PASSKEY, step="passkey", details=details)
 
 

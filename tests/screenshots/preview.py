@@ -120,7 +120,7 @@ def scene_events(scene: str) -> list[Event]:
     if scene == "expired":
         return [*link, QrCode(sample_payload(), idle=True)]
     stages = {"passkey": {"stage": "prompt"}, "passkey-wait": {"stage": "waiting_for_phone"},
-              "passkey-code": {"stage": "code_matching", "code": "5HJX-8QRT"}}
+              "passkey-code": {"stage": "code_matching", "verification_code": "5HJX-8QRT"}}
     if scene in stages:
         return [*link, StateChanged(SessionState.NEEDS_LINK, code=StateCode.PASSKEY, step="passkey",
                                     details=stages[scene])]

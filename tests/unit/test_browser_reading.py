@@ -10,12 +10,11 @@ import pytest
 
 from linda_desktop.base.events import LinkStep, LogoutInfo
 from linda_desktop.base.events import PageState as S
+from linda_desktop.base.phone import PhoneNumberError, normalize_phone
 from linda_desktop.browser.classify import classify, differs, format_code
-from linda_desktop.browser.protocol import PairingCodeFailed
 from linda_desktop.browser.selectors import Selectors, SelectorsError
 from linda_desktop.browser.tabs import forget_open_tabs
 from linda_desktop.browser.watch import watcher_source
-from linda_desktop.browser.whatsapp import normalize_phone
 from linda_desktop.resources import path as resource_path
 
 SEL = Selectors.load()
@@ -123,7 +122,7 @@ def test_codes_and_phone_numbers():
     assert normalize_phone("+49 151 2345-6789") == "4915123456789"
     assert normalize_phone("0049 (151) 23456789") == "4915123456789"
     for bad in ("", "12", "+0 123 456 789", "phone", "1" * 16):
-        with pytest.raises(PairingCodeFailed):
+        with pytest.raises(PhoneNumberError):
             normalize_phone(bad)
 
 

@@ -472,7 +472,7 @@ def test_K1_passkey_in_a_hidden_window_shows_that_window() -> None:
         (SessionState.NEEDS_LINK, StateCode.PASSKEY, "passkey", {"stage": "prompt"})
     m, acts = play(m, passkey(LinkStep.CODE_MATCHING, "ABCD-EFGH"))
     assert not of(acts, A.ShowWindow), "the same window, shown once"
-    assert dict(of(acts, A.EmitState)[0].details) == {"stage": "code_matching", "code": "ABCD-EFGH"}
+    assert dict(of(acts, A.EmitState)[0].details) == {"stage": "code_matching", "verification_code": "ABCD-EFGH"}
 
 
 def test_K2_passkey_headless_names_the_ways_out() -> None:
@@ -646,7 +646,7 @@ def test_E3_stop_before_start_up_ends_quietly(tmp_path: Path) -> None:
 def test_E4_request_pairing_code_checks_the_number(tmp_path: Path) -> None:
     from linda_desktop.base.errors import LindaError
     from linda_desktop.base.events import PairingCode
-    from linda_desktop.service.session_service import normalize_phone
+    from linda_desktop.base.phone import normalize_phone
 
     assert normalize_phone("+49 (151) 234-56789") == "4915123456789"
     assert normalize_phone("0049 151 23456789") == "4915123456789"

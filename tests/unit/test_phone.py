@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from linda_desktop.ui.phone import PhoneNumberError, format_pairing_code, format_phone, normalize_phone
+from linda_desktop.base.phone import PhoneNumberError, format_pairing_code, format_phone, normalize_phone
 
 
 @pytest.mark.parametrize("typed, digits", [

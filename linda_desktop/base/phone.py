@@ -1,4 +1,5 @@
-"""The phone number for "Link with phone number instead": checked and normalised, Qt-free.
+"""The phone number for "Link with phone number instead": checked and normalised in one place
+(the QR window, `run --phone`, the service and the page all use it).
 
 WhatsApp wants the number in international form, digits only, without ``+`` or ``00``
 (wa-js ``conn.genLinkDeviceCodeForPhoneNumber("31612345678")``). E.164 allows at most 15 digits
@@ -9,12 +10,14 @@ from __future__ import annotations
 
 import re
 
+from linda_desktop.base.errors import LindaError
+
 MIN_DIGITS, MAX_DIGITS = 8, 15
 _SEPARATORS = re.compile(r"[\s\-./()\u00a0]")
 
 
-class PhoneNumberError(ValueError):
-    """What is wrong with the number, in words for the owner."""
+class PhoneNumberError(LindaError, ValueError):
+    """What is wrong with the number, in words for the owner (one sentence, the fix included)."""
 
 
 def normalize_phone(text: str) -> str:
