@@ -72,7 +72,7 @@ class StorageError(LindaError):
         return self.errno in (errno.ENOSPC, errno.EDQUOT)
 
     @classmethod
-    def from_os_error(cls, exc: OSError, what: str) -> "StorageError":
+    def from_os_error(cls, exc: OSError, what: str) -> StorageError:
         """Words and a fix for an OSError met while ``what`` (e.g. "writing the state file")."""
         where = f" ({exc.filename})" if exc.filename else ""
         code = exc.errno

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import asdict, dataclass, field
-from typing import Any, Union
+from typing import Any
 
 
 class SessionState(str, enum.Enum):
@@ -293,13 +293,31 @@ class MessageReceived:
                 "text": self.text, "timestamp": self.timestamp, "group": self.group}
 
 
-Event = Union[StateChanged, QrCode, PairingCode, BackupMade, Restored, Notice]
+Event = StateChanged | QrCode | PairingCode | BackupMade | Restored | Notice
 
 
 def event_to_dict(event: Event) -> dict[str, Any]:
     return event.to_json()
 
 
-__all__ = ["SessionState", "PageState", "LinkStep", "LogoutInfo", "PageSnapshot", "StateCode", "NoticeKind",
-           "Command", "ApiState", "StateChanged", "QrCode", "PairingCode", "BackupMade", "Restored", "Notice",
-           "MessageReceived", "Event", "event_to_dict", "asdict"]
+__all__ = [
+    "ApiState",
+    "BackupMade",
+    "Command",
+    "Event",
+    "LinkStep",
+    "LogoutInfo",
+    "MessageReceived",
+    "Notice",
+    "NoticeKind",
+    "PageSnapshot",
+    "PageState",
+    "PairingCode",
+    "QrCode",
+    "Restored",
+    "SessionState",
+    "StateChanged",
+    "StateCode",
+    "asdict",
+    "event_to_dict",
+]

@@ -30,6 +30,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from linda_desktop.base.errors import LindaError
 from linda_desktop.base.paths import ensure_private_dir
@@ -369,13 +370,13 @@ def install_chromium(browsers_dir: Path, on_progress: ProgressCallback | None = 
 # --------------------------------------------------------------------------- process helpers
 
 
-def _no_window() -> dict[str, object]:
+def _no_window() -> dict[str, Any]:
     if os.name == "nt":
         return {"creationflags": getattr(subprocess, "CREATE_NO_WINDOW", 0)}
     return {}
 
 
-def _own_group() -> dict[str, object]:
+def _own_group() -> dict[str, Any]:
     """Start the installer in its own process group, so cancel ends its download child too."""
     if os.name == "nt":
         flags = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0) | getattr(subprocess, "CREATE_NO_WINDOW", 0)

@@ -74,7 +74,10 @@ class BackupLike(Protocol):
     id: str
     created_at: datetime
     known_good: bool
-    key_matches: bool
+
+    @property
+    def key_matches(self) -> bool | None:
+        """True: our key opens it; False: another key's; None: not checked (no key at hand)."""
 
 
 B = TypeVar("B", bound=BackupLike)

@@ -123,6 +123,9 @@ class SessionService:
         self._store_task: asyncio.Task[None] | None = None
         self._key_error: LindaError | None = None
         self._key_error_reported = False
+        self._other_key_backups = 0  # backups made with another key (kept, not usable)
+        self._other_key_reported = False
+        self._background: set[asyncio.Task[Any]] = set()
         self._lock: asyncio.Lock | None = None
         self._stop: asyncio.Event | None = None
         self._stop_requested_early = False
@@ -371,6 +374,10 @@ class SessionService:
             return
         self._store = BackupStore(self.paths.backups, key, keep=self.settings.keep_backups,
                                   work_dir=self.paths.work)
+        try:
+            self._other_key_backups = self._store.other_key_count()
+        except LindaError as exc:
+            log.warning("cannot check the backups' keys: %s", exc)
         log.info("backups: %s (%s)", self.paths.backups, keystore.backend_name())
 
     def _find_browser(self) -> bool:
@@ -400,6 +407,12 @@ class SessionService:
             if self._key_error is not None and not self._key_error_reported:
                 self._key_error_reported = True
                 self._notice(NoticeKind.KEYRING_UNAVAILABLE, f"Backups are off: {self._key_error}")
+            if self._other_key_backups and not self._other_key_reported:
+                self._other_key_reported = True
+                count = self._other_key_backups
+                self._notice(NoticeKind.OTHER_KEY_BACKUPS,
+                             f"{count} backup{'s were' if count != 1 else ' was'} made with another key; "
+                             "they are kept, but only that key can restore them", count=count)
         return self._store
 
     # ------------------------------------------------------------------ recovery
@@ -834,7 +847,9 @@ class SessionService:
             page = self._page
 
             def attach_now() -> None:
-                asyncio.ensure_future(self._attach_bridge(page))
+                task = asyncio.ensure_future(self._attach_bridge(page))
+                self._background.add(task)  # keep a reference until it is done
+                task.add_done_callback(self._background.discard)
                 if self.state == SessionState.CONNECTED:
                     self.bot.on_state("connected")
             self.loop.call_soon_threadsafe(attach_now)
@@ -898,6 +913,9 @@ class SessionService:
         return data
 
     def list_backups(self) -> list[dict[str, Any]]:
+        """Every backup on disk; without a key they are still listed (``key_matches`` None)."""
         if self._store is None:
-            return []
+            from linda_desktop.session.backup import list_backups
+
+            return [b.to_json() for b in list_backups(self.paths.backups)]
         return [b.to_json() for b in self._store.list()]

@@ -16,10 +16,11 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from linda_desktop.base.atomic import atomic_write_json
 from linda_desktop.base.errors import ImportSourceInvalid, StorageError
@@ -61,7 +62,8 @@ def _is_session_dir_name(name: str) -> bool:
 def _locate(source: Path) -> tuple[Path, str]:
     """Find the Chromium user-data dir inside ``source`` and say what kind of folder it was."""
     if not source.is_dir():
-        raise ImportSourceInvalid(f"{source} is not a folder", "Give the path of a .wwebjs_auth folder or a session folder")
+        raise ImportSourceInvalid(f"{source} is not a folder",
+                                  "Give the path of a .wwebjs_auth folder or a session folder")
     if _is_user_data_dir(source):
         return source, "localauth" if _is_session_dir_name(source.name) else "chromium"
     auth = source / AUTH_DIR_NAME if (source / AUTH_DIR_NAME).is_dir() else source

@@ -24,10 +24,10 @@ from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QLineEdit, QPushButto
 
 from linda_desktop import APP_NAME
 from linda_desktop.base.events import LinkStep, SessionState, StateChanged, StateCode
+from linda_desktop.base.phone import PhoneNumberError, format_pairing_code, format_phone, normalize_phone
 from linda_desktop.ui import qt_compat  # noqa: F401 - must load before any emit
 from linda_desktop.ui.icons import app_icon
 from linda_desktop.ui.menu_model import NO_QR_CODES, humanize_reason, link_stage, state_words
-from linda_desktop.base.phone import PhoneNumberError, format_pairing_code, format_phone, normalize_phone
 from linda_desktop.ui.widgets import CURRENT, DONE, TODO, QrView, Spinner, StepRow, primary_button
 
 LOADING, QR, EXPIRED, PASSKEY, NEEDS_DISPLAY, MESSAGE, PHONE, PAIRING = (

@@ -41,7 +41,8 @@ def test_states_that_need_the_owner(qtbot):
     notifier.on_state(StateChanged(SessionState.NEEDS_LINK, code=StateCode.PASSKEY, step="passkey",
                                    details={"stage": "prompt"}))
     notifier.on_state(StateChanged(SessionState.NEEDS_LINK, code=StateCode.PASSKEY, step="passkey",
-                                   details={"stage": "code_matching", "verification_code": "ABCD-EFGH"}))  # the window says it
+                                   details={"stage": "code_matching",  # the window says the code
+                                            "verification_code": "ABCD-EFGH"}))
     notifier.on_state(StateChanged(SessionState.CONNECTED))
     notifier.on_state(StateChanged(SessionState.OFFLINE))      # transient: not worth a balloon
     notifier.on_state(StateChanged(SessionState.CONNECTED))    # back from offline: not "Linked"

@@ -16,9 +16,10 @@ import os
 import secrets
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from tests.plugins.fixtures import free_port
 
@@ -62,7 +63,10 @@ function chatText(n, seed) {
   while (len < n) {
     x = (x * 1103515245 + 12345) & 0x7fffffff;
     const words = [];
-    for (let w = 0; w < 4 + (x % 12); w++) { x = (x * 1103515245 + 12345) & 0x7fffffff; words.push(WORDS[x % WORDS.length]); }
+    for (let w = 0; w < 4 + (x % 12); w++) {
+      x = (x * 1103515245 + 12345) & 0x7fffffff;
+      words.push(WORDS[x % WORDS.length]);
+    }
     const s = JSON.stringify({id: "3EB0" + x.toString(16).toUpperCase(), t: 1700000000 + x % 9999999,
       from: (x % 100000000000) + "@c.us", ack: x % 4, body: words.join(" ")});
     out.push(s); len += s.length; i++;
@@ -105,7 +109,8 @@ async function churnLoop() {
   while (churning) {
     const tx = db.transaction("payload", "readwrite");
     for (let i = 0; i < 32; i++) {
-      tx.objectStore("payload").put({n: churned, text: chatText(2048, churned + 7)}, "c" + String(churned).padStart(8, "0"));
+      tx.objectStore("payload").put({n: churned, text: chatText(2048, churned + 7)},
+                                    "c" + String(churned).padStart(8, "0"));
       churned++;
     }
     await done(tx);
@@ -117,7 +122,10 @@ function stopChurn() { churning = false; return churned; }
 async function readAll() {
   const db = await openDb();
   const tx = db.transaction(["records", "payload"], "readonly");
-  const get = (req) => new Promise((resolve, reject) => { req.onsuccess = () => resolve(req.result); req.onerror = () => reject(req.error); });
+  const get = (req) => new Promise((resolve, reject) => {
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  });
   const records = await get(tx.objectStore("records").getAll());
   const count = await get(tx.objectStore("payload").count());
   db.close();
@@ -130,7 +138,7 @@ async function readAll() {
 
 
 class _Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         body = PAGE.encode("utf-8")
         self.send_response(200)
         self.send_header("Content-Type", "text/html; charset=utf-8")

@@ -14,10 +14,9 @@ import os
 import random
 from pathlib import Path
 
-WORDS = (
-    "hello ok thanks see you tomorrow meeting photo call me later where are you yes no maybe good "
-    "morning night lunch dinner today invoice order price delivery address status pending paid"
-).split()
+WORDS = ["hello", "ok", "thanks", "see", "you", "tomorrow", "meeting", "photo", "call", "me", "later",
+         "where", "are", "you", "yes", "no", "maybe", "good", "morning", "night", "lunch", "dinner", "today",
+         "invoice", "order", "price", "delivery", "address", "status", "pending", "paid"]
 
 
 def origin_for(port: int) -> str:
@@ -30,7 +29,7 @@ def chat_text(n: int, rng: random.Random) -> bytes:
     while size < n:
         line = json.dumps(
             {
-                "id": "3EB0%012X" % rng.getrandbits(48),
+                "id": f"3EB0{rng.getrandbits(48):012X}",
                 "t": 1_700_000_000 + rng.randrange(10_000_000),
                 "from": f"{rng.randrange(10**11)}@c.us",
                 "body": " ".join(rng.choice(WORDS) for _ in range(rng.randrange(3, 16))),

@@ -52,7 +52,7 @@ class PlaywrightMirror:
         mirror = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server API
+            def do_GET(self) -> None:
                 mirror.requests.append(self.path)
                 name = self.path.rsplit("/", 1)[-1]
                 if self.path.startswith("/missing/"):  # PLAYWRIGHT_DOWNLOAD_HOST=<url>/missing: HTTP 404
@@ -86,7 +86,7 @@ class PlaywrightMirror:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def __enter__(self) -> "PlaywrightMirror":
+    def __enter__(self) -> PlaywrightMirror:
         self._thread.start()
         return self
 

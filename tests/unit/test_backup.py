@@ -50,7 +50,8 @@ def store(data: Path) -> BackupStore:
 
 
 def session_digest(profile_dir: Path, origin: str) -> dict[str, str]:
-    return {rel: hashlib.sha256((profile_dir / rel).read_bytes()).hexdigest() for rel in session_files(profile_dir, origin)}
+    return {rel: hashlib.sha256((profile_dir / rel).read_bytes()).hexdigest()
+            for rel in session_files(profile_dir, origin)}
 
 
 # ---- crafting archives with the real writer --------------------------------------------------
@@ -106,7 +107,8 @@ def craft(store: BackupStore, entries: list, manifest: dict | None, backup_id: s
 
 def test_create_list_verify_extract_round_trip(store: BackupStore, profile: tuple[Path, str], data: Path) -> None:
     profile_dir, origin = profile
-    info = store.create(profile_dir, origin_url=origin, reason="manual", browser_version="Chromium 156", app_version="9.9")
+    info = store.create(profile_dir, origin_url=origin, reason="manual", browser_version="Chromium 156",
+                        app_version="9.9")
     assert info.path == store.backups_dir / f"{info.id}{MANIFEST_SUFFIX}" and info.path.is_file()
     assert info.format == FORMAT_CHUNKED and info.to_json()["format"] == "chunked"
     stored = sum(p.stat().st_size for p in (store.backups_dir / "chunks").rglob("*") if p.is_file())
@@ -179,7 +181,8 @@ def test_listing_needs_no_key_and_tells_other_keys_apart(store: BackupStore, pro
     store.verify(info.id)
 
 
-def test_list_ignores_temp_and_foreign_files_and_get_refuses_odd_ids(store: BackupStore, profile: tuple[Path, str]) -> None:
+def test_list_ignores_temp_and_foreign_files_and_get_refuses_odd_ids(store: BackupStore,
+                                                                    profile: tuple[Path, str]) -> None:
     profile_dir, origin = profile
     info = store.create(profile_dir, origin_url=origin)
     (store.backups_dir / f".{new_id()}.{os.getpid()}.tmp").write_bytes(b"half")

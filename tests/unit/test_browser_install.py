@@ -9,7 +9,6 @@ against the local mirror (tests/installers/pw_mirror.py): the CDN itself is out 
 
 from __future__ import annotations
 
-import os
 import subprocess
 import threading
 import time
@@ -19,9 +18,17 @@ import pytest
 
 from linda_desktop.browser import install
 from linda_desktop.browser.discovery import find_browser
-from linda_desktop.browser.install import (ChromiumInstall, InstallCancelled, InstallDiskFull, InstallFailed,
-                                           InstallOffline, ProgressParser, classify_failure, installed_chromium,
-                                           parse_plan)
+from linda_desktop.browser.install import (
+    ChromiumInstall,
+    InstallCancelled,
+    InstallDiskFull,
+    InstallFailed,
+    InstallOffline,
+    ProgressParser,
+    classify_failure,
+    installed_chromium,
+    parse_plan,
+)
 from tests.installers.pw_mirror import PlaywrightMirror, closed_port_url
 
 RECORDED = Path(__file__).resolve().parents[1] / "installers" / "recorded"
@@ -210,8 +217,7 @@ def test_real_installer_on_a_full_disk_says_disk_full(tmp_path):
     if not mounted:
         pytest.skip("needs root to mount a 1 MB tmpfs")
     try:
-        with PlaywrightMirror() as mirror:
-            with pytest.raises(InstallDiskFull):
-                ChromiumInstall(small / "browsers", extra_env={"PLAYWRIGHT_DOWNLOAD_HOST": mirror.url}).run()
+        with PlaywrightMirror() as mirror, pytest.raises(InstallDiskFull):
+            ChromiumInstall(small / "browsers", extra_env={"PLAYWRIGHT_DOWNLOAD_HOST": mirror.url}).run()
     finally:
         subprocess.run(["umount", str(small)], check=False)

@@ -93,12 +93,12 @@ def test_cut_at_a_chunk_boundary_is_detected() -> None:
     offsets = _chunk_offsets(SEALED)
     assert len(offsets) >= 4
     for cut in offsets[1:]:
-        with pytest.raises(BackupCorrupt, match="incomplete|damaged"):
+        with pytest.raises(BackupCorrupt, match=r"incomplete|damaged"):
             unseal(SEALED[:cut])
 
 
 def test_reordered_or_dropped_chunks_and_flipped_final_flag_are_refused() -> None:
-    offsets = _chunk_offsets(SEALED) + [len(SEALED)]
+    offsets = [*_chunk_offsets(SEALED), len(SEALED)]
     chunks = [SEALED[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
     head = SEALED[: offsets[0]]
     swapped = head + chunks[1] + chunks[0] + b"".join(chunks[2:])

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from linda_desktop.base.errors import BrowserNotFound
 from linda_desktop.browser import discovery
 from linda_desktop.browser.discovery import (
     BrowserInfo,
@@ -17,7 +18,6 @@ from linda_desktop.browser.discovery import (
     installed_candidates,
     playwright_registry,
 )
-from linda_desktop.base.errors import BrowserNotFound
 
 pytestmark = pytest.mark.skipif(sys.platform.startswith("win"), reason="uses shell scripts")
 
