@@ -60,10 +60,11 @@ def _autostart_info(data_dir: str | None) -> dict[str, Any]:
 
 
 def _backups_info(paths: AppPaths, backup_store: Any = None) -> list[dict[str, Any]]:
-    from linda_desktop.session.backup import list_backups
+    from linda_desktop.session.backup import list_backups_checked
 
-    try:
-        items = backup_store.list() if backup_store is not None else list_backups(paths.backups)
+    try:  # with the app stopped, key_matches is checked against the key when it can be had
+        items = backup_store.list() if backup_store is not None else list_backups_checked(
+            paths.backups, paths.passphrase_file)
     except LindaError:
         return []
     return [b.to_json() for b in items]

@@ -251,8 +251,6 @@ def test_6_a_zero_backup_interval_is_bounded(start_app, data_dir: Path, sim) -> 
 
 # ------------------------------------------------------------------ 7. a changed backup key
 
-@pytest.mark.xfail(strict=True, reason="waiting for the backup and service engineers: item 7, a notice at start "
-                                       "('N backups were made with another key; they are kept')")
 def test_7_changed_key_is_said_at_start_and_in_backups(linked: AppProcess, data_dir: Path, sim, start_app) -> None:
     import base64
     import secrets
