@@ -159,7 +159,8 @@ class SessionService:
         self._emit_state(StateChanged(SessionState.STARTING))
         try:
             await self._start()
-            await self._supervise()
+            if self.fatal_error is None:  # no browser: nothing to supervise, `run` exits 1
+                await self._supervise()
         except Exception as exc:  # noqa: BLE001  (decided in _failed: quiet when stopping)
             await self._failed(exc)
         finally:
