@@ -36,7 +36,6 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
@@ -48,13 +47,8 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from tests.e2e.harness import AppProcess, wait_until, write_settings  # noqa: E402
+from tests.plugins.fixtures import free_port  # noqa: E402
 from tests.whatsapp_sim.control import Simulator  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def percentile(values: list[float], q: float) -> float:

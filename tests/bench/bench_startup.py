@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from tests.e2e.harness import CHROMIUM, AppProcess, write_settings  # noqa: E402
+from tests.plugins.fixtures import free_port  # noqa: E402
 from tests.whatsapp_sim.control import Simulator  # noqa: E402
 
 FLOOR_SCRIPT = r"""
@@ -52,12 +52,6 @@ with sync_playwright() as p:
     print("connected", flush=True)
     ctx.close()
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def chrome_user_agent() -> str:

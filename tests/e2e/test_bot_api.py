@@ -28,16 +28,11 @@ from typing import Any
 import pytest
 
 from tests.e2e.harness import REPO, wait_until, write_settings
+from tests.plugins.fixtures import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.keyring]
 
 CUSTOMER = "15557654321"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

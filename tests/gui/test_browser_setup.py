@@ -9,7 +9,6 @@ listens; "back online" is the mirror starting on that same port.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 
 import pytest
@@ -19,14 +18,9 @@ from PySide6.QtWidgets import QDialog
 from linda_desktop.browser.install import installed_chromium
 from linda_desktop.ui.browser_setup import OFFLINE_WORDS, BrowserSetupDialog, ensure_browser_interactively
 from tests.installers.pw_mirror import PlaywrightMirror
+from tests.plugins.fixtures import free_port
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_download_shows_progress_and_accepts_with_the_installed_chromium(qtbot, tmp_path):

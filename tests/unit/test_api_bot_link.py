@@ -1,6 +1,6 @@
 """service/bot_link.py with a real (not running) SessionService: channel filtering, the healer hook
 the service uses for "connected but dead", and the episode record. The browser side of the
-bot link is covered in tests/unit/test_api_bridge.py and the e2e suites."""
+bot link is covered in tests/integration/test_api_bridge.py and the e2e suites."""
 
 from __future__ import annotations
 
