@@ -336,8 +336,10 @@ class Context:
             return remote
         instance = self._locked()
         try:
-            if profile.find_browser_processes(self.paths.profile):
-                raise ProfileInUse("A browser still has the session open", "quit it (or Linda Desktop) first")
+            holders = profile.find_browser_processes(self.paths.profile)
+            if holders:
+                raise ProfileInUse(f"A browser (process {holders[0]}) still has the session open",
+                                   "quit it (or Linda Desktop) first", pid=holders[0])
             store = self._store()
             skipped: list[dict[str, Any]] = []
             if backup_id:

@@ -172,8 +172,8 @@ class ApiState(str, enum.Enum):
 
     OFF = "off"
     STARTING = "starting"
-    RUNNING = "running"
-    FAILED = "failed"
+    ON = "on"             # listening (ApiStatus.url says where)
+    PROBLEM = "problem"   # it could not start (ApiStatus.problem says why)
 
     def __str__(self) -> str:
         return self.value

@@ -274,7 +274,8 @@ class WhatsAppPage:
             line = _first_line(err)
             if any(marker in str(err) for marker in _IN_USE):
                 raise ProfileInUse(f"the browser profile is in use by another browser: {self.profile_dir}",
-                                   "quit the other Linda Desktop or browser using it, then retry") from None
+                                   "quit the other Linda Desktop or browser using it, then retry",
+                                   pid=main_browser_pid(self.profile_dir)) from None
             raise BrowserLaunchFailed(f"the browser did not start: {line}",
                                       "check the browser path (--browser) or reinstall the browser") from None
         except BaseException:

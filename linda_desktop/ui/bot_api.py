@@ -23,22 +23,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from linda_desktop.base.errors import LindaError
+from linda_desktop.base.events import ApiState
 from linda_desktop.base.paths import AppPaths
 from linda_desktop.base.settings import Settings
 
 log = logging.getLogger(__name__)
 
-OFF, STARTING, ON, PROBLEM = "off", "starting", "on", "problem"
 
 Starter = Callable[[Any, AppPaths, Settings], Any]  # linda_desktop.api.start_api's shape
 
 
 @dataclass(frozen=True)
 class ApiStatus:
-    state: str                       # OFF, STARTING, ON or PROBLEM
+    state: ApiState
     enabled: bool                    # what settings.json says (the menu's check mark)
-    url: str | None = None           # where it listens, when ON
-    problem: LindaError | None = None  # why it is not running, when PROBLEM
+    url: str | None = None           # where it listens, when ApiState.ON
+    problem: LindaError | None = None  # why it is not running, when ApiState.PROBLEM
 
     @property
     def docs_url(self) -> str | None:
@@ -72,17 +72,17 @@ class BotApi:
             handle, enabled = self._handle, self._enabled
             if handle is not None:
                 if not self._settled:
-                    return ApiStatus(STARTING, enabled)
+                    return ApiStatus(ApiState.STARTING, enabled)
                 if handle.running:
-                    return ApiStatus(ON, enabled, url=handle.url)
+                    return ApiStatus(ApiState.ON, enabled, url=handle.url)
                 if handle.error is not None:
-                    return ApiStatus(PROBLEM, enabled, problem=handle.error)
-                return ApiStatus(STARTING, enabled)
+                    return ApiStatus(ApiState.PROBLEM, enabled, problem=handle.error)
+                return ApiStatus(ApiState.STARTING, enabled)
             if self._problem is not None:
-                return ApiStatus(PROBLEM, enabled, problem=self._problem)
+                return ApiStatus(ApiState.PROBLEM, enabled, problem=self._problem)
             if enabled and not self._closed:
-                return ApiStatus(STARTING, enabled)  # waits for the session service
-            return ApiStatus(OFF, enabled)
+                return ApiStatus(ApiState.STARTING, enabled)  # waits for the session service
+            return ApiStatus(ApiState.OFF, enabled)
 
     def token(self) -> str:
         """The installation's API token (made on first use, kept in the OS keyring; never log

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import NamedTuple
 
-from linda_desktop.base.events import LinkStep, SessionState, StateChanged, StateCode
+from linda_desktop.base.events import ApiState, LinkStep, SessionState, StateChanged, StateCode
 
 # Item ids (the tray dispatches on them; tests and the StatusWindow use them too).
 STATUS = "status"
@@ -35,7 +35,7 @@ API_COPY_TOKEN = "api_copy_token"
 API_DOCS = "api_docs"
 
 # TrayView.api_state values (the same words as linda_desktop.ui.bot_api's states).
-API_OFF, API_STARTING, API_ON, API_PROBLEM = "off", "starting", "on", "problem"
+API_OFF, API_STARTING, API_ON, API_PROBLEM = ApiState.OFF, ApiState.STARTING, ApiState.ON, ApiState.PROBLEM
 
 # States in which a live, linked session exists on disk (a backup makes sense).
 _HAS_SESSION = {SessionState.CONNECTED, SessionState.OFFLINE, SessionState.CONFLICT}
@@ -122,7 +122,7 @@ class TrayView:
     # settings.json says (the check mark), what the server does, and why it is not running.
     api_available: bool = False
     api_enabled: bool = False
-    api_state: str = API_OFF
+    api_state: ApiState = API_OFF
     api_url: str | None = None
     api_problem: str | None = None
 
