@@ -8,8 +8,6 @@ page here when it is installed (npm ci), and must not get in the way.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import os
 import shutil
@@ -21,13 +19,13 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.e2e.harness import REPO, wait_until, write_settings
+from tests.e2e.webhook_receiver import Receiver
 from tests.plugins.fixtures import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.keyring]
@@ -42,40 +40,6 @@ def token() -> str:
     value = load_token(create=True)
     assert value
     return value
-
-
-class Webhook:
-    """A local receiver that records every POST and checks its signature."""
-
-    def __init__(self, token: str) -> None:
-        self.token = token
-        self.events: list[dict[str, Any]] = []
-        self.bad_signatures = 0
-        hook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                expected = "sha256=" + hmac.new(hook.token.encode(), body, hashlib.sha256).hexdigest()
-                if not hmac.compare_digest(expected, self.headers.get("X-Linda-Signature", "")):
-                    hook.bad_signatures += 1
-                hook.events.append(json.loads(body))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-
-    def messages(self) -> list[dict[str, Any]]:
-        return [e for e in self.events if e.get("event") == "message"]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 class EventStream:
@@ -132,14 +96,14 @@ def api(base: str, token: str | None, path: str, body: Any = None, method: str |
 
 
 @pytest.fixture
-def webhook(token: str) -> Iterator[Webhook]:
-    hook = Webhook(token)
+def webhook(token: str) -> Iterator[Receiver]:
+    hook = Receiver(token)
     yield hook
     hook.close()
 
 
 @pytest.fixture
-def bot_settings(data_dir: Path, webhook: Webhook) -> dict[str, Any]:
+def bot_settings(data_dir: Path, webhook: Receiver) -> dict[str, Any]:
     port = free_port()
     write_settings(data_dir, api_enabled=True, api_port=port, webhook_url=webhook.url)
     return {"base": f"http://127.0.0.1:{port}", "port": port}
@@ -175,7 +139,7 @@ def wait_reply(sim: Any, chat_id: str, contains: str, timeout: float = 30) -> di
 
 
 def test_message_reaches_stream_and_webhook_bot_replies_and_survives_sigkill(
-        start_app, sim, token: str, webhook: Webhook, bot_settings: dict[str, Any], bots, tmp_path: Path) -> None:
+        start_app, sim, token: str, webhook: Receiver, bot_settings: dict[str, Any], bots, tmp_path: Path) -> None:
     base = bot_settings["base"]
     app = start_app()
     app.wait_state("needs_link", 60)
@@ -209,9 +173,9 @@ def test_message_reaches_stream_and_webhook_bot_replies_and_survives_sigkill(
         assert message["sender_name"] == "Ann" and message["type"] == "chat" and message["group"] is False
         assert delivered["id"] in message["id"]
         assert stream.received_at[message["id"]] - sent_at < 5
-        assert wait_until(lambda: webhook.messages(), 15), webhook.events
+        assert wait_until(lambda: webhook.messages(), 15), webhook.posts
         assert webhook.messages()[0]["id"] == message["id"]
-        assert webhook.bad_signatures == 0
+        assert webhook.bad == 0
 
         # 2. The example bot answers; the simulator's phone records the reply — once.
         bot = start_bot(bots, [sys.executable, "examples/bot.py"], base, token, tmp_path / "bot.log")

@@ -25,7 +25,8 @@ import pytest
 
 from tests.e2e.harness import wait_until, write_settings
 from tests.e2e.test_bot_api import CUSTOMER, free_port
-from tests.e2e.test_bot_replay import Receiver, receiver_fixture, token_fixture  # noqa: F401  (fixtures)
+from tests.e2e.test_bot_replay import receiver_fixture, token_fixture  # noqa: F401  (fixtures)
+from tests.e2e.webhook_receiver import Receiver
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.keyring]
 

@@ -11,13 +11,9 @@ Chromium, the simulator, a real webhook receiver.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -25,57 +21,9 @@ import pytest
 
 from tests.e2e.harness import wait_until, write_settings
 from tests.e2e.test_bot_api import CUSTOMER, free_port
+from tests.e2e.webhook_receiver import Receiver
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.keyring]
-
-
-class Receiver:
-    """Records every POST; answers 503 while ``down``; checks both signature forms."""
-
-    def __init__(self, token: str) -> None:
-        self.token = token
-        self.posts: list[dict[str, Any]] = []
-        self.headers: list[dict[str, str]] = []
-        self.bad = 0
-        self.down = False
-        self.refused = 0
-        hook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                if hook.down:
-                    hook.refused += 1
-                    self.send_response(503)
-                    self.end_headers()
-                    return
-                if "X-Webhook-Hmac" in self.headers:
-                    want = hmac.new(hook.token.encode(), body, hashlib.sha512).hexdigest()
-                    ok = hmac.compare_digest(want, self.headers["X-Webhook-Hmac"]) and \
-                        self.headers.get("X-Webhook-Hmac-Algorithm") == "sha512"
-                else:
-                    want = "sha256=" + hmac.new(hook.token.encode(), body, hashlib.sha256).hexdigest()
-                    ok = hmac.compare_digest(want, self.headers.get("X-Linda-Signature", ""))
-                if not ok:
-                    hook.bad += 1
-                hook.posts.append(json.loads(body))
-                hook.headers.append(dict(self.headers))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-
-    def messages(self) -> list[dict[str, Any]]:
-        return [p for p in self.posts if p.get("event") == "message"]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture(name="token")
