@@ -47,7 +47,7 @@ from linda_desktop.base.events import (
     StateCode,
 )
 from linda_desktop.base.paths import AppPaths
-from linda_desktop.base.phone import normalize_phone
+from linda_desktop.base.phone import PhoneNumberError, normalize_phone
 from linda_desktop.base.settings import Settings
 from linda_desktop.browser.protocol import Page, PageFactory
 from linda_desktop.service import actions as A
@@ -77,6 +77,17 @@ def display_available() -> bool:
     if sys.platform in ("win32", "darwin"):
         return True
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def checked_phone(phone: str) -> str:
+    """The digits WhatsApp wants for a pairing code; a LindaError naming the number and the fix
+    (one line for `run --phone`, the tray and the API) for anything else."""
+    try:
+        return normalize_phone(phone)
+    except PhoneNumberError as exc:
+        raise LindaError(f"{phone!r} is not a phone number WhatsApp can link with ({exc.message})",
+                         "give the full number with its country code, digits only (8 to 15), "
+                         "e.g. 4915123456789") from None
 
 
 class SessionService:
@@ -114,7 +125,7 @@ class SessionService:
                                 backup_interval_seconds=settings.backup_interval_hours * 3600,
                                 take_over_on_conflict=settings.take_over_on_conflict)
         self.model = reducer.Model(config=config, display=display_available() if display is None else display,
-                                   pairing_phone=normalize_phone(pairing_phone) if pairing_phone else None)
+                                   pairing_phone=checked_phone(pairing_phone) if pairing_phone else None)
         self._page: Page | None = None
         self._last_snapshot: PageSnapshot | None = None
         self._browser_path: str | None = None
@@ -782,7 +793,7 @@ class SessionService:
     async def request_pairing_code(self, phone: str) -> str:
         """Link with a pairing code instead of the QR: returns the 8-character code (also emitted
         as a PairingCode event). Raises LindaError for a number that is not one."""
-        digits = normalize_phone(phone)
+        digits = checked_phone(phone)
 
         async def work() -> str:
             if self._page is None or self.state != SessionState.NEEDS_LINK:

@@ -646,13 +646,13 @@ def test_E3_stop_before_start_up_ends_quietly(tmp_path: Path) -> None:
 def test_E4_request_pairing_code_checks_the_number(tmp_path: Path) -> None:
     from linda_desktop.base.errors import LindaError
     from linda_desktop.base.events import PairingCode
-    from linda_desktop.base.phone import normalize_phone
+    from linda_desktop.service.session_service import checked_phone
 
-    assert normalize_phone("+49 (151) 234-56789") == "4915123456789"
-    assert normalize_phone("0049 151 23456789") == "4915123456789"
+    assert checked_phone("+49 (151) 234-56789") == "4915123456789"
+    assert checked_phone("0049 151 23456789") == "4915123456789"
     for bad in ("12345", "phone", "+1 555 12345678901234"):
         with pytest.raises(LindaError):
-            normalize_phone(bad)
+            checked_phone(bad)
     service, browser, events = make_service(tmp_path, [[qr()]])
 
     async def scenario() -> None:
