@@ -289,8 +289,9 @@ class BotLink:
                 continue  # back-off after a heal: give the reloaded page time
             episode = await self.check()
             if episode is not None:
+                # Keep watching after the heal: a reload leaves the state "connected", so no fresh
+                # monitor would start, and a reload that did not cure must escalate (after its back-off).
                 await self._heal(episode)
-                return  # a fresh monitor starts at the next "connected"
 
     async def check(self) -> LivenessEpisode | None:
         """One liveness check while the UI says connected; None when all is well."""

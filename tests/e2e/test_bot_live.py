@@ -9,7 +9,9 @@
 * a quiet phone: after connect the device does not show as online (and without the bridge it
   does: Playwright's focus emulation makes the page "focused");
 * liveness: the simulator's socket goes silent with the chat list on screen; the app notices,
-  records the episode and reloads.
+  records the episode and reloads;
+* liveness escalation: the socket stays silent across the reload (the freeze is the server's);
+  the app waits its back-off, then restarts the browser, records both episodes and says so.
 """
 
 from __future__ import annotations
@@ -182,3 +184,44 @@ def test_connected_but_dead_is_noticed_recorded_and_healed(start_app, sim, data_
     assert episodes[0]["action"] == "reload"
     assert any(h.get("event") == "liveness" and h["details"]["action"] == "reload"
                for h in history.get("history", [])), history
+
+
+def test_a_reload_that_does_not_cure_escalates_to_a_browser_restart_after_the_back_off(
+        start_app, sim, data_dir: Path, receiver: Receiver, token: str) -> None:
+    from linda_desktop.service.bot_link import HEAL_BACKOFF_SECONDS
+
+    base = setup(data_dir, receiver, liveness_check_seconds=0.5)
+    app = linked(start_app, sim)
+    assert wait_until(lambda: ready(base, token), 30)
+    browsers = set(app.browser_pids())
+    assert browsers
+    # Frozen on the server: the reloaded page logs in, shows its chats, and is silent again.
+    sim.freeze(True)
+
+    def liveness(action: str) -> Any:
+        return lambda e: e.get("event") == "notice" and e.get("kind") == "liveness" and action in e["message"]
+    reload = app.wait_for(liveness("reload"), 40)
+    assert browsers <= set(app.browser_pids())  # a reload keeps the browser
+    restart = app.wait_for(liveness("restart browser"), HEAL_BACKOFF_SECONDS[0] + 60)
+    # Back-off: the reloaded page gets its time before the app goes further.
+    assert restart["_t"] - reload["_t"] >= HEAL_BACKOFF_SECONDS[0], (reload, restart)
+    assert [e["message"] for e in app.of("notice") if e.get("kind") == "liveness"] == \
+        [reload["message"], restart["message"]]
+    after = app.events.index(restart)
+    sim.freeze(False)
+    # Reported as a state too (the supervisor relaunches the closed browser), then a new browser
+    # and the session is back.
+    app.wait_state("browser_crashed", 30, after=after)
+    app.wait_state("connected", 90, after=after)
+    assert wait_until(lambda: bool(app.browser_pids()) and not browsers & set(app.browser_pids()), 30), \
+        (browsers, app.browser_pids())
+    history = json.loads((data_dir / "state" / "session-state.json").read_text())
+    actions = [h["details"]["action"] for h in history.get("history", []) if h.get("event") == "liveness"]
+    assert actions == ["reload", "restart_browser"], history
+    assert wait_until(lambda: ready(base, token), 30)
+    episodes = call(base, token, "/v1/status")[1]["messaging"]["link"]["liveness_episodes"]
+    assert [e["action"] for e in episodes] == ["reload", "restart_browser"], episodes
+    # The restart ended the episode: the healthy new page is not healed again.
+    time.sleep(5.0)
+    assert len([e for e in app.of("notice") if e.get("kind") == "liveness"]) == 2
+    assert receiver.bad == 0
