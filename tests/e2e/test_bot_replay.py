@@ -162,6 +162,7 @@ def test_sigkill_in_the_middle_of_the_catch_up_loses_none_and_repeats_none(start
     # Provably in the middle: what the killed app made durable is a part, not the whole.
     at_kill = stored_messages(data_dir)
     assert 0 < at_kill < BACKLOG, at_kill
+    time.sleep(0.5)  # a POST the killed app finished sending is recorded by now
     delivered_before = {m["id"] for m in receiver.messages()}
     events_before = {m["event_id"] for m in receiver.messages()}
     assert len(delivered_before) < BACKLOG
