@@ -13,7 +13,9 @@ What the real WhatsApp does and the bridge must cope with:
   stand-in's ``WPP.contact.getPnLidEntry`` asks);
 * **a silent socket**: while the simulator is frozen (``POST /_sim/faults {frozen: true}``), a
   round trip to the server (``WPP.contact.queryExists`` → ``GET /_sim/msg/query_exists``) never
-  comes back, as on a socket that stopped carrying frames; the chat list stays on screen.
+  comes back, as on a socket that stopped carrying frames; the chat list stays on screen. The
+  freeze is the server's: a reloaded page (or a new browser) logs in, shows its chats and is
+  silent again until it is lifted, so a reload does not cure it (the liveness escalation test).
 """
 
 from __future__ import annotations
