@@ -38,7 +38,7 @@ from playwright.async_api import Error as PlaywrightError
 
 from linda_desktop.base.errors import BrowserLaunchFailed, ProfileInUse
 from linda_desktop.base.events import PageSnapshot, PageState
-from linda_desktop.base.phone import normalize_phone
+from linda_desktop.base.phone import PhoneNumberError, normalize_phone
 from linda_desktop.browser import driver, watch
 from linda_desktop.browser.classify import classify, differs, format_code, logout_info
 from linda_desktop.browser.discovery import browser_version as read_browser_version
@@ -596,7 +596,10 @@ class WhatsAppPage:
         """An 8-character code ("ABCD-EFGH") to type on the phone instead of scanning the QR.
         wa-js ``WPP.conn.genLinkDeviceCodeForPhoneNumber`` where the page has it, else the
         page's own "Link with phone number instead" form. Raises PairingCodeFailed."""
-        digits = normalize_phone(phone)
+        try:
+            digits = normalize_phone(phone)
+        except PhoneNumberError as exc:
+            raise PairingCodeFailed(f"not a phone number with its country code: {phone!r}", exc.message) from None
         result = await self._act("pairingCode", digits, timeout=timeout)
         code = format_code(result.get("code")) if result.get("ok") else None
         if code:
