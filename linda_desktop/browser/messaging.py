@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import re
+import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ from linda_desktop.base.errors import LindaError
 
 log = logging.getLogger(__name__)
 
+# WhatsApp's message times come from its servers; allow for a local clock a little off.
+CLOCK_SKEW_SECONDS = 2.0
 BINDING = "__lindaEmit"
 WAJS_DIR = Path(__file__).resolve().parent / "wajs"
 WAJS_ENV = "LINDA_WAJS_FILE"
@@ -273,6 +276,9 @@ class MessageBridge:
         self.on_page = on_page
         self.wajs = wajs
         self._contexts: weakref.WeakSet[Any] = weakref.WeakSet()
+        # When the bridge first listened in each browser context: a message WhatsApp dated before
+        # that was sent while the app was away, however it reaches the page (WhatsApp replays its queue).
+        self._attached_at: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
         self._wajs_source: str | None = None
         self._bridge_source: str | None = None
         self.received = 0
@@ -299,6 +305,7 @@ class MessageBridge:
         if context in self._contexts:
             return
         self._contexts.add(context)
+        self._attached_at[context] = time.time()
         await context.expose_binding(BINDING, self._from_page)
         wajs = self._wajs_script()
         if wajs is not None:
@@ -338,6 +345,10 @@ class MessageBridge:
                 if payload is None:
                     log.warning("ignored a malformed message from the page")
                     return
+                since = self._attached_at.get(source.get("context")) if isinstance(source, dict) else None
+                if since is not None and payload["timestamp"] is not None \
+                        and payload["timestamp"] < since - CLOCK_SKEW_SECONDS:
+                    payload["backfilled"] = True  # sent while the app was away, replayed by WhatsApp
                 self.received += 1
                 self.on_page("message", payload)
             elif kind == "ack":
