@@ -399,7 +399,7 @@ class Context:
     def finish_link(self) -> dict[str, Any]:
         from linda_desktop.base.errors import NotRunning
 
-        running, remote = self._remote({"cmd": "finish_link"}, timeout=900)
+        running, remote = self._remote({"cmd": "finish_link"})
         if not running:
             raise NotRunning("Linda Desktop is not running", "start it (or `linda-desktop run`) first")
         return remote

@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 
 Answer = dict[str, Any]
 COMMAND_TIMEOUT = 600.0
-FINISH_LINK_TIMEOUT = 900.0
 
 
 class ControlHandler:
@@ -80,7 +79,7 @@ class ControlHandler:
             service.request_stop()
             return {"stopping": True}
         if command is Command.FINISH_LINK:
-            _call(service, service.finish_link, FINISH_LINK_TIMEOUT)
+            _call(service, service.finish_link, COMMAND_TIMEOUT)
             return {"state": service.state.value, "window_shown": service.window_on_screen}
         coroutines: dict[Command, Callable[[], Awaitable[Any]]] = {
             Command.BACKUP: service.backup_now,
